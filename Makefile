@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh scripts/debian-packages.txt
+$(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh scripts/debian-packages.txt $(wildcard components/*/requirements.txt)
 	scripts/bootstrap.sh
 
 test: setup

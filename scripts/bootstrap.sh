@@ -10,4 +10,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+# The components' own runtime requirements, so that tests can run their code in this venv too.
+for req in components/*/requirements.txt; do
+    [ -f "$req" ] && .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+done
 touch .venv/.installed
