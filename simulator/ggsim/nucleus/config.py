@@ -227,6 +227,8 @@ class ConfigStore:
         self._debounce = debounce
         self._write_handle: asyncio.TimerHandle | None = None
         self._written: asyncio.Event | None = None
+        #: Increases on every change of any configuration; cheap staleness check for caches.
+        self.revision = 0
 
     # ------------------------------------------------------------------ reads
 
@@ -545,6 +547,7 @@ class ConfigStore:
                         log.exception("configuration subscriber of %s raised for %s", component, path)
 
     def _schedule_write(self) -> None:
+        self.revision += 1  # every write passes here: readers (the IPC authorizer) cache on it
         if self._effective_config is None:
             return
         try:
