@@ -220,6 +220,12 @@ class ServerConnection:
         flags = Flags.TERMINATE_STREAM if terminate else Flags.NONE
         return _frame(MessageType.APPLICATION_MESSAGE, flags, stream_id, _json_headers(shape), dump_json(body))
 
+    def send_raw_json(self, stream_id: int, shape: str, payload: bytes, terminate: bool = False) -> bytes:
+        """Like send_message, with the JSON body already encoded (one encoding shared by many streams)."""
+        self._finish(stream_id, terminate)
+        flags = Flags.TERMINATE_STREAM if terminate else Flags.NONE
+        return _frame(MessageType.APPLICATION_MESSAGE, flags, stream_id, _json_headers(shape), payload)
+
     def send_error(self, stream_id: int, shape: str, body: dict[str, Any]) -> bytes:
         """A modeled error; it always ends the stream."""
         self._finish(stream_id, True)

@@ -1,0 +1,385 @@
+"""The Greengrass IPC server: asyncio Unix socket, connections, streams, dispatch to the services.
+
+The wire rules live in ggsim.eventstream (sans-I/O); the operations live in ggsim.ipc.services, one
+module per family. This module only moves bytes, tracks streams and turns handler outcomes into frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..eventstream.codec import FrameError
+from ..eventstream.rpc import (
+    PROTOCOL_VERSION,
+    SHAPE_PREFIX,
+    Connect,
+    Ping,
+    ProtocolError,
+    Request,
+    ServerConnection,
+    StreamClosed,
+)
+from .auth import Authorizer
+from .errors import IpcError, ServiceError
+
+if TYPE_CHECKING:
+    from ..nucleus.kernel import Kernel
+
+log = logging.getLogger("ggsim.ipc")
+
+#: Every operation of the Greengrass IPC service model the nucleus knows (spec §4.2 and §3.5); an
+#: operation in this set that no service provides gets "not supported by Greengrass", any other name
+#: gets the unsupported-operation reply.
+MODEL_OPERATIONS = frozenset({
+    "PublishToTopic", "SubscribeToTopic", "PublishToIoTCore", "SubscribeToIoTCore", "GetConfiguration",
+    "UpdateConfiguration", "SubscribeToConfigurationUpdate", "SubscribeToValidateConfigurationUpdates",
+    "SendConfigurationValidityReport", "UpdateState", "SubscribeToComponentUpdates", "DeferComponentUpdate",
+    "PauseComponent", "ResumeComponent", "GetComponentDetails", "ListComponents", "RestartComponent",
+    "StopComponent", "CreateLocalDeployment", "CancelLocalDeployment", "GetLocalDeploymentStatus",
+    "ListLocalDeployments", "CreateDebugPassword", "GetThingShadow", "UpdateThingShadow", "DeleteThingShadow",
+    "ListNamedShadowsForThing", "GetSecretValue", "ValidateAuthorizationToken", "PutComponentMetric",
+    "SubscribeToCertificateUpdates", "VerifyClientDeviceIdentity", "GetClientDeviceAuthToken",
+    "AuthorizeClientDeviceAction",
+})
+
+#: Bytes a connection may have waiting in its transport before subscription events to it are dropped.
+DEFAULT_MAX_BUFFER = 8 * 1024 * 1024
+
+Handler = Callable[["Call", dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # short name, e.g. "PublishToTopic"
+    handler: Handler
+    event_shape: str | None = None  # set for streaming operations
+
+    @property
+    def streaming(self) -> bool:
+        return self.event_shape is not None
+
+
+@dataclass
+class Stats:
+    connections: int = 0
+    requests: int = 0
+    events_sent: int = 0
+    events_dropped: int = 0
+    protocol_errors: int = 0
+
+
+class Call:
+    """One request on one stream; for streaming operations, the subscription that follows it."""
+
+    def __init__(self, conn: Connection, stream_id: int, operation: Operation) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.operation = operation
+        self.component = conn.component or ""
+        self._responded = False
+        self._pending: list[dict[str, Any]] = []
+        self._on_close: list[Callable[[], None]] = []
+        self.closed = False
+        self.dropped = 0
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.conn.server.kernel
+
+    @property
+    def server(self) -> IpcServer:
+        return self.conn.server
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run callback when the stream ends (client terminate, server close or disconnect)."""
+        if self.closed:
+            callback()
+        else:
+            self._on_close.append(callback)
+
+    def send_event(self, body: dict[str, Any] | bytes) -> bool:
+        """Send a stream event (a dict, or JSON bytes already encoded); False if closed or dropped."""
+        if self.closed:
+            return False
+        if not self._responded:
+            self._pending.append(body)  # events never overtake the response
+            return True
+        return self.conn.send_event(self, body)
+
+    def close(self) -> None:
+        """End the stream from the server side."""
+        if not self.closed:
+            self.conn.write(self.conn.rpc.send_terminate(self.stream_id))
+            self._closed()
+
+    def _closed(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.conn.calls.pop(self.stream_id, None)
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a cleanup failure must not break the connection
+                log.exception("cleanup of %s stream %d failed", self.operation.name, self.stream_id)
+
+    def _respond(self, body: dict[str, Any]) -> None:
+        shape = f"{SHAPE_PREFIX}{self.operation.name}Response"
+        streaming = self.operation.streaming
+        self.conn.write(self.conn.rpc.send_message(self.stream_id, shape, body, terminate=not streaming))
+        self._responded = True
+        if not streaming:
+            self._closed()
+            return
+        pending, self._pending = self._pending, []
+        for event in pending:
+            self.conn.send_event(self, event)
+
+
+class Connection:
+    def __init__(self, server: IpcServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.rpc = ServerConnection(server.max_message_size)
+        self.component: str | None = None
+        self.calls: dict[int, Call] = {}
+        self.dropped = 0
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def name(self) -> str:
+        return self.component or "an unauthenticated client"
+
+    def write(self, data: bytes) -> None:
+        if not self.closing and not self.writer.is_closing():
+            self.writer.write(data)
+
+    def send_event(self, call: Call, body: dict[str, Any] | bytes) -> bool:
+        transport = self.writer.transport
+        if self.closing or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > self.server.max_buffer:
+            call.dropped += 1
+            self.dropped += 1
+            self.server.stats.events_dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("%s is not reading fast enough: %d events dropped on its %s stream "
+                            "(%d on this connection)", self.name, call.dropped, call.operation.name, self.dropped)
+            return False
+        shape = f"{SHAPE_PREFIX}{call.operation.event_shape}"
+        payload = body if isinstance(body, bytes) else None
+        if payload is None:
+            self.writer.write(self.rpc.send_message(call.stream_id, shape, body))  # type: ignore[arg-type]
+        else:
+            self.writer.write(self.rpc.send_raw_json(call.stream_id, shape, payload))
+        self.server.stats.events_sent += 1
+        return True
+
+    async def serve(self) -> None:
+        reason = "client closed the connection"
+        try:
+            while not self.closing:
+                data = await self.reader.read(256 * 1024)
+                if not data:
+                    break
+                for event in self.rpc.receive_data(data):
+                    self._handle(event)
+        except (FrameError, ProtocolError) as exc:
+            self.server.stats.protocol_errors += 1
+            reason = f"protocol error: {exc}"
+            reply = getattr(exc, "reply", b"")
+            if reply:
+                self.write(reply)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            reason = f"connection lost: {exc}"
+        finally:
+            await self.close(reason)
+
+    async def close(self, reason: str) -> None:
+        if self.closing:
+            return
+        log.info("IPC connection of %s closed: %s", self.name, reason)
+        for call in list(self.calls.values()):
+            call._closed()
+        with contextlib.suppress(Exception):
+            if not self.writer.is_closing():
+                await asyncio.wait_for(self.writer.drain(), 1.0)
+        self.closing = True
+        self.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---- events
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, Request):
+            self._request(event)
+        elif isinstance(event, StreamClosed):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call._closed()
+        elif isinstance(event, Ping):
+            self.write(event.reply)
+        elif isinstance(event, Connect):
+            self._connect(event)
+
+    def _connect(self, event: Connect) -> None:
+        component = None
+        if event.version == PROTOCOL_VERSION:
+            component = self.server.kernel.tokens.lookup(event.auth_token)
+        if component is None:
+            why = ("unsupported :version " + repr(event.version) if event.version != PROTOCOL_VERSION
+                   else "missing or unknown authToken")
+            log.warning("IPC connection rejected: %s", why)
+            self.write(self.rpc.send_connect_ack(False))
+            raise ProtocolError(f"connection rejected: {why}")
+        self.component = component
+        self.write(self.rpc.send_connect_ack(True))
+        log.debug("IPC connection accepted for %s", component)
+
+    def _request(self, request: Request) -> None:
+        self.server.stats.requests += 1
+        full = request.operation
+        short = full.removeprefix(SHAPE_PREFIX)
+        operation = self.server.operations.get(short) if full.startswith(SHAPE_PREFIX) else None
+        if operation is None:
+            if full.startswith(SHAPE_PREFIX) and short in MODEL_OPERATIONS:
+                self._error(request.stream_id, ServiceError(f"Operation {full} is not supported by Greengrass"))
+            else:
+                log.warning("%s called unsupported operation %s", self.name, full)
+                self.write(self.rpc.send_unsupported_operation(request.stream_id, full))
+            return
+        try:
+            body = json.loads(request.payload.decode("utf-8")) if request.payload else {}
+            if not isinstance(body, dict):
+                raise ValueError("request payload is not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("%s sent a malformed %s request: %s", self.name, short, exc)
+            self.write(self.rpc.send_internal_error(request.stream_id))
+            return
+        call = Call(self, request.stream_id, operation)
+        self.calls[request.stream_id] = call
+        try:
+            result = operation.handler(call, body)
+        except Exception as exc:  # noqa: BLE001 - handler faults become IPC errors
+            self._fail(call, exc)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._finish_async(call, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._complete(call, result)
+
+    async def _finish_async(self, call: Call, result: Awaitable[dict[str, Any]]) -> None:
+        try:
+            body = await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._fail(call, exc)
+            return
+        self._complete(call, body)
+
+    def _complete(self, call: Call, body: dict[str, Any]) -> None:
+        if call.closed or not self.rpc.is_open(call.stream_id):
+            call._closed()
+            return
+        call._respond(body)
+
+    def _fail(self, call: Call, exc: Exception) -> None:
+        if not isinstance(exc, IpcError):
+            log.exception("%s handler failed for %s", call.operation.name, self.name, exc_info=exc)
+            exc = ServiceError(str(exc) or type(exc).__name__)
+        call._closed()
+        if self.rpc.is_open(call.stream_id):
+            self._error(call.stream_id, exc)
+
+    def _error(self, stream_id: int, exc: IpcError) -> None:
+        self.write(self.rpc.send_error(stream_id, f"{SHAPE_PREFIX}{exc.shape}", exc.body()))
+
+
+class IpcServer:
+    """Serves Greengrass IPC on `kernel.socket_path` for the components the kernel runs."""
+
+    def __init__(self, kernel: Kernel, *, max_buffer: int = DEFAULT_MAX_BUFFER,
+                 max_message_size: int | None = None) -> None:
+        from ..eventstream.codec import MAX_MESSAGE_SIZE
+        from .services import build_services
+
+        self.kernel = kernel
+        self.socket_path = Path(kernel.socket_path)
+        self.max_buffer = max_buffer
+        self.max_message_size = max_message_size or MAX_MESSAGE_SIZE
+        self.stats = Stats()
+        config = kernel.config
+        revision = (lambda: config.revision) if hasattr(config, "revision") else None
+        self.authorizer = Authorizer(config.access_control, revision)
+        self.connections: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self.services = build_services(self)
+        self.operations: dict[str, Operation] = {}
+        for service in self.services.values():
+            for op in service.operations():
+                self.operations[op.name] = op
+
+    async def start(self) -> None:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._accept, path=str(self.socket_path),
+                                                       limit=2 ** 20)
+        os.chmod(self.socket_path, 0o666)  # authentication is token-only, as on the nucleus
+        log.info("IPC server listening on %s", self.socket_path)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            await conn.close("simulator stopping")
+        for service in self.services.values():
+            service.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        self.stats.connections += 1
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+
+class Service:
+    """Base of the operation families: one module each under ggsim.ipc.services."""
+
+    def __init__(self, server: IpcServer) -> None:
+        self.server = server
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.server.kernel
+
+    def operations(self) -> list[Operation]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the service holds when the server stops."""

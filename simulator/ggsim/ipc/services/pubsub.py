@@ -1,0 +1,163 @@
+"""Local publish/subscribe: PublishToTopic and SubscribeToTopic (spec §4.3 and §6)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidArgumentsError
+from ..server import Call, Operation, Service
+
+SERVICE_ID = "aws.greengrass.ipc.pubsub"
+RECEIVE_ALL = "RECEIVE_ALL_MESSAGES"
+RECEIVE_OTHERS = "RECEIVE_MESSAGES_FROM_OTHERS"
+
+
+def split_levels(topic: str) -> list[str]:
+    """Levels as the nucleus splits them (Java's split: trailing empty levels are dropped)."""
+    levels = topic.split("/")
+    while len(levels) > 1 and levels[-1] == "":
+        levels.pop()
+    return levels
+
+
+def has_wildcard(topic_filter: str) -> bool:
+    levels = split_levels(topic_filter)
+    return "+" in levels or levels[-1] == "#"
+
+
+def filter_matches(filter_levels: list[str], topic_levels: list[str]) -> bool:
+    """Local pub/sub matching: `+` one level, a last `#` one or more levels (`a/#` does not match `a`)."""
+    for i, level in enumerate(filter_levels):
+        if level == "#" and i == len(filter_levels) - 1:
+            return len(topic_levels) > i
+        if i >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[i]:
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+def as_doubles(value: Any) -> Any:
+    """JSON numbers as the Java nucleus delivers them: every number a double (1 → 1.0)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: as_doubles(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_doubles(v) for v in value]
+    return value
+
+
+@dataclass(eq=False)
+class Subscription:
+    topic_filter: str
+    levels: list[str]
+    component: str
+    receive_all: bool
+    deliver: Callable[[bytes], bool]
+
+
+class LocalBus:
+    """The subscriptions of local pub/sub and the delivery of one publish to every matching one."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self.published = 0
+        self.delivered = 0
+
+    def add(self, sub: Subscription) -> Callable[[], None]:
+        self._subs.append(sub)
+
+        def remove() -> None:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+        return remove
+
+    def publish(self, topic: str, publisher: str, body_for: Callable[[], bytes]) -> int:
+        """Deliver to every matching subscription; body_for() builds the event JSON once, lazily."""
+        self.published += 1
+        levels = split_levels(topic)
+        payload: bytes | None = None
+        count = 0
+        for sub in list(self._subs):
+            if not sub.receive_all and sub.component == publisher:
+                continue
+            if not filter_matches(sub.levels, levels):
+                continue
+            if payload is None:
+                payload = body_for()
+            if sub.deliver(payload):
+                count += 1
+        self.delivered += count
+        return count
+
+
+class PubSubService(Service):
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.bus = LocalBus()
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation("PublishToTopic", self.publish),
+            Operation("SubscribeToTopic", self.subscribe, event_shape="SubscriptionResponseMessage"),
+        ]
+
+    def publish(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        topic = request.get("topic")
+        self.server.authorizer.check(call.component, SERVICE_ID, "aws.greengrass#PublishToTopic", topic)
+        if topic is None:
+            raise InvalidArgumentsError("Publish topic must not be null")
+        if not isinstance(topic, str):
+            raise InvalidArgumentsError(f"Publish topic must be a string, got {type(topic).__name__}")
+        if any(ch in topic for ch in "+#*"):
+            raise InvalidArgumentsError("Publish topic must not contain a wildcard.")
+        message = request.get("publishMessage")
+        if not isinstance(message, dict):
+            raise InvalidArgumentsError("publishMessage is required: one of jsonMessage or binaryMessage")
+        context = {"topic": topic}
+        if isinstance(message.get("jsonMessage"), dict):
+            content = message["jsonMessage"].get("message")
+            if content is not None and not isinstance(content, dict):
+                raise InvalidArgumentsError("publishMessage.jsonMessage.message must be a JSON object")
+
+            def body() -> bytes:
+                return json.dumps({"jsonMessage": {"message": as_doubles(content), "context": context}},
+                                  separators=(",", ":")).encode()
+        elif isinstance(message.get("binaryMessage"), dict):
+            data = message["binaryMessage"].get("message")
+            if data is None:
+                data = ""
+            try:
+                base64.b64decode(data, validate=True)
+            except (ValueError, TypeError):
+                raise InvalidArgumentsError("publishMessage.binaryMessage.message must be base64") from None
+
+            def body() -> bytes:
+                return json.dumps({"binaryMessage": {"message": data, "context": context}},
+                                  separators=(",", ":")).encode()
+        else:
+            raise InvalidArgumentsError("publishMessage must hold exactly one of jsonMessage or binaryMessage")
+        self.bus.publish(topic, call.component, body)
+        return {}
+
+    def subscribe(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        topic = request.get("topic")
+        self.server.authorizer.check(call.component, SERVICE_ID, "aws.greengrass#SubscribeToTopic", topic)
+        if not topic or not isinstance(topic, str):
+            raise InvalidArgumentsError("Subscribe topic must not be empty")
+        mode = request.get("receiveMode")
+        if mode is None:
+            mode = RECEIVE_OTHERS if has_wildcard(topic) else RECEIVE_ALL
+        if mode not in (RECEIVE_ALL, RECEIVE_OTHERS):
+            raise InvalidArgumentsError(f"receiveMode must be {RECEIVE_ALL} or {RECEIVE_OTHERS}, got {mode!r}")
+        sub = Subscription(topic, split_levels(topic), call.component, mode == RECEIVE_ALL, call.send_event)
+        call.on_close(self.bus.add(sub))
+        return {}
