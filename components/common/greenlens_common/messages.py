@@ -1,0 +1,256 @@
+"""The message contracts between GreenLens components: JSON Schemas, validation and builders.
+
+Every message is a JSON object whose ``schema`` field names its contract and major version, e.g.
+``greenlens.frame/1`` (a minor may follow: ``greenlens.frame/1.2``). Components are versioned apart, so a
+consumer accepts any message of the major it knows and ignores fields it does not know (every schema
+allows additional properties); a message of another major is rejected with a clear error.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+FRAME = "greenlens.frame"
+RESULT = "greenlens.result"
+EVENT = "greenlens.event"
+MAJOR = 1
+
+_SCHEMA_ID = re.compile(r"^(?P<name>[a-z][a-z0-9_.-]*)/(?P<major>[0-9]+)(\.[0-9]+)?$")
+
+
+def _schema_field(name: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": rf"^{re.escape(name)}/{MAJOR}(\.[0-9]+)?$"}
+
+
+_NUM = {"type": "number"}
+_NONNEG_INT = {"type": "integer", "minimum": 0}
+_POS_INT = {"type": "integer", "minimum": 1}
+_SCORE = {"type": "number", "minimum": 0, "maximum": 1}
+
+FRAME_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "greenlens.frame/1",
+    "title": "A captured frame: where its pixels are (ring slot or inline JPEG), when and from what",
+    "type": "object",
+    "required": ["schema", "source", "seq", "captured_at", "width", "height", "format", "dropped"],
+    "properties": {
+        "schema": _schema_field(FRAME),
+        "source": {"type": "string", "minLength": 1},
+        "seq": _POS_INT,
+        "captured_at": {"type": "number", "minimum": 0, "description": "epoch seconds"},
+        "width": _POS_INT,
+        "height": _POS_INT,
+        "format": {"const": "bgr24"},
+        "dropped": {**_NONNEG_INT, "description": "frames the source skipped so far"},
+        "ring": {
+            "type": "object",
+            "required": ["name", "slot", "slot_seq"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+                "slot": _NONNEG_INT,
+                "slot_seq": _POS_INT,
+            },
+        },
+        "jpeg": {"type": "string", "contentEncoding": "base64", "minLength": 4},
+    },
+    "oneOf": [{"required": ["ring"]}, {"required": ["jpeg"]}],
+}
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "greenlens.result/1",
+    "title": "What the model saw in one frame",
+    "type": "object",
+    "required": ["schema", "seq", "captured_at", "source", "model", "verdict", "timings_ms"],
+    "properties": {
+        "schema": _schema_field(RESULT),
+        "seq": _POS_INT,
+        "captured_at": {"type": "number", "minimum": 0},
+        "source": {"type": "string", "minLength": 1},
+        "model": {
+            "type": "object",
+            "required": ["name", "version", "sha256", "task"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "version": {"type": "string", "minLength": 1},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "task": {"enum": ["classification", "detection"]},
+            },
+        },
+        "verdict": {
+            "type": "object",
+            "required": ["label", "present", "score"],
+            "properties": {"label": {"type": "string"}, "present": {"type": "boolean"}, "score": _SCORE},
+        },
+        "top_k": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "label", "score"],
+                "properties": {"index": _NONNEG_INT, "label": {"type": "string"}, "score": _SCORE},
+            },
+        },
+        "detections": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "score", "box"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "score": _SCORE,
+                    "box": {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4},
+                },
+            },
+        },
+        "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+    },
+}
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "greenlens.event/1",
+    "title": "Something a component wants operators to know (a lost camera, a recovery, an error)",
+    "type": "object",
+    "required": ["schema", "component", "kind", "at", "detail"],
+    "properties": {
+        "schema": _schema_field(EVENT),
+        "component": {"type": "string", "minLength": 1},
+        "kind": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+        "at": {"type": "number", "minimum": 0},
+        "detail": {"type": "string"},
+        "counters": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {FRAME: FRAME_SCHEMA, RESULT: RESULT_SCHEMA, EVENT: EVENT_SCHEMA}
+_VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
+
+
+class MessageError(ValueError):
+    """A message that does not satisfy its contract; the text names the field, the value and the rule."""
+
+
+class UnsupportedSchemaError(MessageError):
+    """A message of a schema (or major version) this code does not read."""
+
+
+def schema_of(msg: Mapping[str, Any]) -> tuple[str, int]:
+    """``("greenlens.frame", 1)`` for a message whose schema is ``greenlens.frame/1[.minor]``."""
+    if not isinstance(msg, Mapping):
+        raise MessageError(f"message is a {type(msg).__name__}, expected a JSON object")
+    sid = msg.get("schema")
+    if not isinstance(sid, str):
+        raise MessageError(f"message has no 'schema' string (got {sid!r}); expected e.g. 'greenlens.frame/1'")
+    m = _SCHEMA_ID.match(sid)
+    if m is None:
+        raise MessageError(f"schema {sid!r} is not of the form '<name>/<major>', e.g. 'greenlens.frame/1'")
+    return m["name"], int(m["major"])
+
+
+def validate(msg: Mapping[str, Any], expect: str | None = None) -> str:
+    """Check ``msg`` against its contract; returns the schema name (e.g. ``greenlens.frame``).
+
+    ``expect`` (a schema name) additionally requires the message to be of that kind.
+    Raises UnsupportedSchemaError for an unknown schema or another major, MessageError otherwise.
+    """
+    name, major = schema_of(msg)
+    if name not in SCHEMAS:
+        raise UnsupportedSchemaError(f"schema {msg['schema']!r} is unknown: expected one of "
+                                     + ", ".join(f"{n}/{MAJOR}" for n in SCHEMAS))
+    if expect is not None and name != expect:
+        raise UnsupportedSchemaError(f"expected a {expect}/{MAJOR} message, got {msg['schema']!r}")
+    if major != MAJOR:
+        raise UnsupportedSchemaError(
+            f"schema {msg['schema']!r} has major version {major}; this component reads {name}/{MAJOR} only "
+            f"(update the component to read {name}/{major})"
+        )
+    errors = sorted(_VALIDATORS[name].iter_errors(msg), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(message)"
+        raise MessageError(f"{name}/{MAJOR} message: field {where}: {err.message}")
+    return name
+
+
+def frame_message(
+    *,
+    source: str,
+    seq: int,
+    captured_at: float,
+    width: int,
+    height: int,
+    dropped: int,
+    ring: tuple[str, int, int] | None = None,
+    jpeg: bytes | None = None,
+) -> dict[str, Any]:
+    """A ``greenlens.frame/1`` descriptor; give ``ring=(name, slot, slot_seq)`` or ``jpeg=<bytes>``."""
+    if (ring is None) == (jpeg is None):
+        raise MessageError("a frame message carries exactly one of ring=(name, slot, slot_seq) or jpeg=bytes")
+    msg: dict[str, Any] = {
+        "schema": f"{FRAME}/{MAJOR}", "source": source, "seq": int(seq), "captured_at": float(captured_at),
+        "width": int(width), "height": int(height), "format": "bgr24", "dropped": int(dropped),
+    }
+    if ring is not None:
+        name, slot, slot_seq = ring
+        msg["ring"] = {"name": name, "slot": int(slot), "slot_seq": int(slot_seq)}
+    else:
+        assert jpeg is not None
+        msg["jpeg"] = base64.b64encode(jpeg).decode("ascii")
+    validate(msg)
+    return msg
+
+
+def result_message(
+    *,
+    seq: int,
+    captured_at: float,
+    source: str,
+    model: Mapping[str, str],
+    verdict: Mapping[str, Any],
+    timings_ms: Mapping[str, float],
+    top_k: Sequence[Mapping[str, Any]] | None = None,
+    detections: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ``greenlens.result/1`` message (validated)."""
+    msg: dict[str, Any] = {
+        "schema": f"{RESULT}/{MAJOR}", "seq": int(seq), "captured_at": float(captured_at), "source": source,
+        "model": dict(model), "verdict": dict(verdict), "timings_ms": {k: float(v) for k, v in timings_ms.items()},
+    }
+    if top_k is not None:
+        msg["top_k"] = [dict(t) for t in top_k]
+    if detections is not None:
+        msg["detections"] = [{**d, "box": [float(x) for x in d["box"]]} for d in detections]
+    validate(msg)
+    return msg
+
+
+def event_message(
+    *, component: str, kind: str, detail: str, counters: Mapping[str, float] | None = None,
+    at: float | None = None,
+) -> dict[str, Any]:
+    """A ``greenlens.event/1`` message (validated)."""
+    msg: dict[str, Any] = {
+        "schema": f"{EVENT}/{MAJOR}", "component": component, "kind": kind,
+        "at": time.time() if at is None else float(at), "detail": detail,
+    }
+    if counters is not None:
+        msg["counters"] = dict(counters)
+    validate(msg)
+    return msg
+
+
+def frame_jpeg(msg: Mapping[str, Any]) -> bytes:
+    """The inline JPEG bytes of a frame message (MessageError when it carries a ring slot instead)."""
+    data = msg.get("jpeg")
+    if not isinstance(data, str):
+        raise MessageError("frame message has no inline 'jpeg' (it refers to a ring slot)")
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError as exc:
+        raise MessageError(f"frame message field jpeg: not valid base64 ({exc})") from exc
