@@ -1,0 +1,447 @@
+"""Kernel: owns the simulator's loop-level parts and the components' lifecycles and their order.
+
+``Kernel(root)`` → ``await start()`` lays out the Greengrass root (Store), creates the ConfigStore
+(``<root>/config/effectiveConfig.yaml``), the TokenRegistry, the IPC server on ``<root>/ipc.socket``, the
+IoT Core stand-in (or bridge) and the DeploymentManager, which re-applies the persisted deployment.
+``await stop()`` stops the components dependers-first, then the server.
+
+For deployments: ``await apply(target)`` makes exactly the components of ``target`` run at those recipes
+(spec components §1.7, §4.2, §5.4): new ones start; a version or Install/Bootstrap change reinstalls; any
+other lifecycle or Setenv change, or a new/changed dependency, restarts; a configuration-only change
+does nothing (the component learns through IPC); a BROKEN component that is part of the deployment is
+reinstalled; components not in ``target`` are stopped (Uninstall runs) and forgotten. Recipe variables
+are interpolated here, against the configuration the deployment has already written.
+``await wait_healthy(names, timeout)`` then waits as spec §5.4 step 8 says.
+
+Tests and tools wait on state changes with ``await wait_for_state(name, states, timeout, since=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ggsim
+
+from .config import ConfigStore
+from .lifecycle import READY_STATES, ComponentService, State
+from .process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+__all__ = ["Kernel", "StateListener"]
+
+log = logging.getLogger(__name__)
+
+StateListener = Callable[[str, str, str], None]
+#: Lifecycle step keys whose change means a reinstall; changes of the others (but Shutdown) mean a restart.
+REINSTALL_STEPS = ("install", "bootstrap")
+IGNORED_STEPS = ("shutdown",)
+
+
+class Kernel:
+    """The nucleus: components, their lifecycles and the services around them."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        thing_name: str = "ggsim-core",
+        region: str = "us-east-1",
+        mqtt_broker: str | None = None,
+        stop_grace: float = DEFAULT_GRACE,
+        timeouts: Mapping[str, float] | None = None,
+        platform: Mapping[str, str] | None = None,
+        root_ca_path: str = "",
+        ipc: bool = True,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.thing_name = thing_name
+        self.region = region
+        self.mqtt_broker = mqtt_broker
+        self.socket_path = self.root / "ipc.socket"
+        self.nucleus_version = ggsim.NUCLEUS_VERSION
+        self.stop_grace = stop_grace
+        self.timeouts = dict(timeouts or {})
+        self.root_ca_path = root_ca_path
+        self._ipc_enabled = ipc
+        if platform is None:
+            from .platform import detect_platform
+
+            platform = detect_platform()
+        self.platform: dict[str, str] = dict(platform)
+        self.builtin_components: dict[str, str] = {}
+        self.store: Any = None
+        self.config = ConfigStore(self.root / "config" / "effectiveConfig.yaml")
+        self.tokens: Any = _make_tokens()
+        self.logs = GreengrassLogs(self.root / "logs")
+        self.runner = ProcessRunner(
+            root=self.root, socket_path=self.socket_path, thing_name=thing_name, region=region,
+            tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
+        )
+        self.iotcore: Any = None
+        self.ipc_server: Any = None
+        self.deployments: Any = None
+        self.update_hub: Any = None
+        self.validation_hub: Any = None
+        self._services: dict[str, ComponentService] = {}
+        self._history: dict[str, list[str]] = {}
+        self._listeners: list[StateListener] = []
+        self._changed: asyncio.Event | None = None
+        self._started = False
+
+    # ------------------------------------------------------------ start / stop
+
+    async def start(self) -> None:
+        """Lay out the root, start IoT Core, the IPC server and the deployments (restoring the last one)."""
+        from .store import Store
+
+        self.store = Store(self.root)
+        self._changed = asyncio.Event()
+        self.logs.kernel("INFO", "com.aws.greengrass.lifecyclemanager.Kernel", "system-start",
+                         "ggsim nucleus starting",
+                         {"root": self.root, "thingName": self.thing_name, "version": self.nucleus_version})
+        self._started = True
+        try:
+            from ggsim.iotcore import make_iotcore
+
+            self.iotcore = make_iotcore(self.mqtt_broker, client_id=self.thing_name)
+            await self.iotcore.start()
+            if self._ipc_enabled:
+                from ggsim.ipc.server import IpcServer
+
+                self.ipc_server = IpcServer(self)
+                await self.ipc_server.start()
+            from .deployment import DeploymentManager
+
+            self.deployments = DeploymentManager(self)
+            await self.deployments.restore()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop every component (dependers before their dependencies), then the deployments and server."""
+        if self.deployments is not None and hasattr(self.deployments, "close"):
+            with contextlib.suppress(Exception):
+                await self.deployments.close()
+        for name in reversed(self._start_order(self._services)):
+            service = self._services.get(name)
+            if service is not None:
+                await service.close(timeout=max(30.0, self.stop_grace * 4))
+        if self.ipc_server is not None:
+            with contextlib.suppress(Exception):
+                await self.ipc_server.close()
+            self.ipc_server = None
+        if self.iotcore is not None:
+            with contextlib.suppress(Exception):
+                await self.iotcore.stop()
+            self.iotcore = None
+        self.config.flush()
+        if self._started:
+            self.logs.kernel("INFO", "com.aws.greengrass.lifecyclemanager.Kernel", "system-shutdown",
+                             "ggsim nucleus stopped")
+        self._started = False
+        self.logs.close()
+
+    async def __aenter__(self) -> Kernel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -------------------------------------------------------------- deployments
+
+    async def apply(self, target: Mapping[str, Recipe]) -> None:
+        """Make exactly ``target``'s components run at these recipes (see the module docstring)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        versions = {name: recipe.version for name, recipe in target.items()}
+        removed = [name for name in self._services if name not in target]
+        new_services: list[str] = []
+        for name in self._start_order(target):
+            recipe = self._interpolated(target[name], versions)
+            self.config.set_service_info(name, _service_info(recipe))
+            service = self._services.get(name)
+            if service is None:
+                service = ComponentService(self, recipe, timeouts=self.timeouts)
+                self._services[name] = service
+                self._history.setdefault(name, []).append(State.NEW.value)
+                self.logs.component(name, "INFO", "service-added", "", {"serviceName": name, "version": recipe.version})
+                new_services.append(name)
+                continue
+            previous = service.recipe
+            action = _change_action(previous, recipe)
+            bootstrap = "bootstrap" in recipe.lifecycle and (
+                previous.version != recipe.version
+                or previous.lifecycle.get("bootstrap") != recipe.lifecycle.get("bootstrap")
+            )
+            service.update_recipe(recipe)
+            if service.state == State.BROKEN or action == "reinstall":
+                service.request_reinstall(bootstrap=bootstrap)
+            elif action == "restart":
+                service.request_restart()
+        for name in new_services:
+            service = self._services[name]
+            if "bootstrap" in service.recipe.lifecycle:
+                service.request_reinstall(bootstrap=True)
+            service.start()
+        for name in reversed(self._start_order({n: self._services[n].recipe for n in removed})):
+            service = self._services[name]
+            await service.close(timeout=max(30.0, self.stop_grace * 4))
+            await service.uninstall()
+            del self._services[name]
+            self.config.set_service_info(name, None)
+            with contextlib.suppress(Exception):
+                self.tokens.revoke(name)
+            self.logs.component(name, "INFO", "service-removed", "", {"serviceName": name})
+            self._notify()
+
+    async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
+        """Wait until each named component is RUNNING, FINISHED or BROKEN with no request pending;
+        returns the state of each (its state at the timeout if it did not get there)."""
+        wanted = list(names)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if all(self._settled(name) for name in wanted) or loop.time() >= deadline:
+                return {name: self._state_name(name) for name in wanted}
+            await self._wait_any_change(deadline)
+
+    # ------------------------------------------------------------ state events
+
+    def on_state_change(self, service: ComponentService, old: State, new: State) -> None:
+        """Called by ComponentService on every transition (the lifecycle's only way out)."""
+        self._history.setdefault(service.name, []).append(new.value)
+        for listener in list(self._listeners):
+            try:
+                listener(service.name, old.value, new.value)
+            except Exception:
+                log.exception("state listener failed")
+        for other in self._services.values():
+            if other is service:
+                continue
+            if self._hard_dependency(other, service.name):
+                if new not in READY_STATES and other.state in (State.STARTING, State.RUNNING):
+                    self.logs.component(other.name, "INFO", "service-dependency-restart",
+                                        f"HARD dependency {service.name} is {new}; restarting",
+                                        {"serviceName": other.name, "dependency": service.name})
+                    other.request_restart()
+                else:
+                    other.wake()
+        self._notify()
+
+    def dependencies_ready(self, service: ComponentService) -> bool:
+        for dep, spec in service.recipe.dependencies.items():
+            if str(spec.dependency_type).upper() != "HARD":
+                continue
+            other = self._services.get(dep)
+            if other is not None and other.state not in READY_STATES:
+                return False
+        return True
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        """``listener(component, old, new)`` on every state change; returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def history(self, name: str) -> list[str]:
+        """Every state ``name`` has been in, oldest first (kept across re-adds)."""
+        return list(self._history.get(name, []))
+
+    async def wait_for_state(self, name: str, states: Iterable[str] | str, timeout: float,
+                             *, since: int | None = None) -> str:
+        """Wait until ``name`` is in one of ``states`` (or, with ``since``, has entered one of them at
+        history index ≥ ``since``); returns that state. ``TimeoutError`` names what was seen instead."""
+        wanted = {states.upper()} if isinstance(states, str) else {str(s).upper() for s in states}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            history = self._history.get(name, [])
+            if since is None:
+                current = self._state_name(name)
+                if current in wanted:
+                    return current
+            else:
+                for state in history[since:]:
+                    if state in wanted:
+                        return state
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"{name} did not reach {sorted(wanted)} within {timeout:g} s; it is "
+                    f"{self._state_name(name)} (history {history})"
+                )
+            await self._wait_any_change(deadline)
+
+    # ------------------------------------------------------------- IPC surface
+
+    def report_state(self, component: str, state: str) -> bool:
+        """IPC UpdateState: applies spec IPC §4.6 (invalid transitions are ignored)."""
+        service = self._services.get(component)
+        if service is None:
+            log.info("UpdateState from %s, which the kernel does not run; ignored", component)
+            return False
+        return service.report_state(state)
+
+    def list_components(self) -> list[dict[str, Any]]:
+        return [d for d in (self.component_details(n) for n in sorted(self._services)) if d is not None]
+
+    def component_details(self, name: str) -> dict[str, Any] | None:
+        service = self._services.get(name)
+        if service is None:
+            return None
+        try:
+            configuration = self.config.get(name, [])
+        except KeyError:
+            configuration = {}
+        return {"componentName": name, "version": service.version, "state": service.state.value,
+                "configuration": configuration}
+
+    def restart_component(self, name: str) -> bool:
+        service = self._services.get(name)
+        if service is None:
+            return False
+        self.logs.component(name, "INFO", "service-restart-requested", "", {"serviceName": name})
+        service.request_restart()
+        return True
+
+    def stop_component(self, name: str) -> bool:
+        service = self._services.get(name)
+        if service is None:
+            return False
+        self.logs.component(name, "INFO", "service-stop-requested", "", {"serviceName": name})
+        service.request_stop()
+        return True
+
+    def component_state(self, name: str) -> str | None:
+        service = self._services.get(name)
+        return service.state.value if service is not None else None
+
+    def components(self) -> list[str]:
+        return sorted(self._services)
+
+    # ---------------------------------------------------------------- private
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def _wait_any_change(self, deadline: float) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        event = self._changed
+        remaining = deadline - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), max(0.0, remaining))
+
+    def _settled(self, name: str) -> bool:
+        service = self._services.get(name)
+        return service is not None and service.settled
+
+    def _state_name(self, name: str) -> str:
+        service = self._services.get(name)
+        return service.state.value if service is not None else "UNKNOWN"
+
+    @staticmethod
+    def _hard_dependency(service: ComponentService, dependency: str) -> bool:
+        spec = service.recipe.dependencies.get(dependency)
+        return spec is not None and str(spec.dependency_type).upper() == "HARD"
+
+    @staticmethod
+    def _start_order(recipes: Mapping[str, Any]) -> list[str]:
+        """Names in dependency order (dependencies first); ties and cycles by name."""
+        def deps_of(name: str) -> list[str]:
+            value = recipes[name]
+            recipe = value.recipe if isinstance(value, ComponentService) else value
+            return sorted(d for d in recipe.dependencies if d in recipes)
+
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in order or name in visiting:
+                return
+            visiting.add(name)
+            for dep in deps_of(name):
+                visit(dep)
+            visiting.discard(name)
+            order.append(name)
+
+        for name in sorted(recipes):
+            visit(name)
+        return order
+
+    def _interpolated(self, recipe: Recipe, versions: Mapping[str, str]) -> Recipe:
+        from .recipe import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
+
+        def read_tree(component: str) -> Any:
+            return self.config.get(component, [])
+
+        def unresolved(placeholder: str, reason: str) -> None:
+            self.logs.component(recipe.name, "WARN", "config-interpolation-failed",
+                                f"{placeholder} left as written: {reason}", {"serviceName": recipe.name},
+                                also_kernel=False)
+
+        ctx = VariableContext.for_component(recipe, self.root, self.thing_name, configuration_reader(read_tree),
+                                            versions, on_unresolved=unresolved)
+        return dataclasses.replace(
+            recipe,
+            lifecycle={key: interpolate_step(step, ctx) for key, step in recipe.lifecycle.items()},
+            lifecycle_setenv=interpolate_setenv(recipe.lifecycle_setenv, ctx),
+        )
+
+
+def _make_tokens() -> Any:
+    from ggsim.ipc.auth import TokenRegistry
+
+    return TokenRegistry()
+
+
+def _service_info(recipe: Recipe) -> dict[str, Any]:
+    lifecycle: dict[str, Any] = {}
+    if recipe.lifecycle_setenv:
+        lifecycle["Setenv"] = dict(recipe.lifecycle_setenv)
+    for key, step in recipe.lifecycle.items():
+        entry: dict[str, Any] = {"Script": step.script}
+        if step.timeout is not None:
+            entry["Timeout"] = step.timeout
+        if step.requires_privilege:
+            entry["RequiresPrivilege"] = True
+        if step.skipif:
+            entry["Skipif"] = step.skipif
+        if step.setenv:
+            entry["Setenv"] = dict(step.setenv)
+        lifecycle[key] = entry
+    return {
+        "componentType": recipe.component_type,
+        "dependencies": [f"{name}:{dep.dependency_type}" for name, dep in sorted(recipe.dependencies.items())],
+        "lifecycle": lifecycle,
+        "version": recipe.version,
+    }
+
+
+def _change_action(old: Recipe, new: Recipe) -> str:
+    """"reinstall", "restart" or "" for a component whose recipe goes from ``old`` to ``new``."""
+    if old.version != new.version:
+        return "reinstall"
+    for key in REINSTALL_STEPS:
+        if old.lifecycle.get(key) != new.lifecycle.get(key):
+            return "reinstall"
+    keys = (set(old.lifecycle) | set(new.lifecycle)) - set(REINSTALL_STEPS) - set(IGNORED_STEPS)
+    if any(old.lifecycle.get(k) != new.lifecycle.get(k) for k in keys):
+        return "restart"
+    if old.lifecycle_setenv != new.lifecycle_setenv or old.lifecycle_options != new.lifecycle_options:
+        return "restart"
+    old_deps = {n: d.dependency_type for n, d in old.dependencies.items()}
+    new_deps = {n: d.dependency_type for n, d in new.dependencies.items()}
+    if any(old_deps.get(n) != t for n, t in new_deps.items()):
+        return "restart"
+    return ""

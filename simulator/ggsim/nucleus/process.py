@@ -1,0 +1,469 @@
+"""Running one lifecycle script: environment, cwd, logs, timeouts, process-tree stop.
+
+A script runs as ``sh -c <script>`` in ``<root>/work/<name>``, in a process group of its own, with the
+environment of spec components §3.1 layered as §3.2 says (later wins): ggsim's own environment (PATH, HOME
+and the rest are inherited, as the Java nucleus's ProcessBuilder does) → SVCUID,
+AWS_CONTAINER_AUTHORIZATION_TOKEN, GG_ROOT_CA_PATH → the nucleus-wide variables (region, thing name,
+GGC_VERSION, socket paths) → the lifecycle-level ``Setenv`` → the step's own ``Setenv``.
+
+Its stdout and stderr go, line by line and trimmed, to ``<root>/logs/<name>.log`` in Greengrass's text
+format (spec §2.4): stdout as INFO event ``stdout``, stderr as WARN event ``stderr``.
+
+``RequiresPrivilege``: ggsim runs every script as the user that runs ggsim. When that user is root the
+step runs as root, as on a device; otherwise ggsim logs (in the component's log and greengrass.log) that
+the step asked for privilege and runs it unprivileged — a simulator must not prompt for sudo.
+
+Stopping a script (timeout, component stop) sends SIGTERM to its process group and to every descendant
+that left it, waits ``grace`` seconds (the nucleus waits 5 s), then sends SIGKILL to whatever is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import os
+import shutil
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import ggsim
+
+__all__ = [
+    "GreengrassLogs",
+    "ProcessRunner",
+    "ScriptProcess",
+    "SkipifError",
+    "format_log_line",
+    "should_skip",
+    "socket_path_for_component",
+]
+
+#: sun_path holds 108 bytes; the nucleus switches to a relative path at this length (spec IPC §1.1).
+SUN_PATH_LIMIT = 108
+DEFAULT_GRACE = 5.0
+_LINE_LIMIT = 1 << 20
+
+
+class Tokens(Protocol):
+    def issue(self, component: str) -> str: ...
+
+
+# ------------------------------------------------------------------------------------------- logs
+
+
+def _kv(context: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in context.items()) + "}"
+
+
+def format_log_line(
+    level: str,
+    logger: str,
+    event: str,
+    message: str = "",
+    context: Mapping[str, Any] | None = None,
+    *,
+    thread: str = "main",
+    when: _dt.datetime | None = None,
+) -> str:
+    """One Greengrass TEXT log line: ``<ISO-8601 UTC ms>Z [LEVEL] (<thread>) <logger>: <event>. <message>. {k=v}``."""
+    when = when or _dt.datetime.now(_dt.UTC)
+    stamp = when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    text = f"{stamp} [{level}] ({thread}) {logger}: {event}."
+    if message:
+        text += f" {message}."
+    if context:
+        text += f" {_kv(context)}"
+    return text
+
+
+class GreengrassLogs:
+    """The files under ``<root>/logs``: ``greengrass.log`` for the kernel, ``<name>.log`` per component."""
+
+    KERNEL = "greengrass"
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.dir = Path(logs_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, IO[str]] = {}
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def _file(self, name: str) -> IO[str]:
+        f = self._files.get(name)
+        if f is None or f.closed:
+            f = open(self.path(name), "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
+            self._files[name] = f
+        return f
+
+    def write(
+        self,
+        name: str,
+        level: str,
+        logger: str,
+        event: str,
+        message: str = "",
+        context: Mapping[str, Any] | None = None,
+        *,
+        thread: str = "main",
+    ) -> None:
+        line = format_log_line(level, logger, event, message, context, thread=thread)
+        self._file(name).write(line + "\n")
+
+    def kernel(self, level: str, logger: str, event: str, message: str = "",
+               context: Mapping[str, Any] | None = None) -> None:
+        """A line of the kernel's own, in greengrass.log."""
+        self.write(self.KERNEL, level, logger, event, message, context)
+
+    def component(self, component: str, level: str, event: str, message: str = "",
+                  context: Mapping[str, Any] | None = None, *, also_kernel: bool = True) -> None:
+        """A lifecycle line about ``component``: in its own log and (by default) in greengrass.log."""
+        self.write(component, level, component, event, message, context)
+        if also_kernel:
+            self.write(self.KERNEL, level, component, event, message, context)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+        self._files.clear()
+
+
+# ----------------------------------------------------------------------------------------- Skipif
+
+
+class SkipifError(ValueError):
+    """A Skipif expression that is neither ``onpath <exe>`` nor ``exists <file>`` (optionally negated)."""
+
+
+def should_skip(expression: str, *, path: str | None = None) -> bool:
+    """Evaluate a Skipif (spec §1.5): ``onpath <exe>`` / ``exists <file>``, a leading ``!`` negates."""
+    text = expression.strip()
+    negate = text.startswith("!")
+    if negate:
+        text = text[1:].strip()
+    parts = text.split(None, 1)
+    if len(parts) != 2 or parts[0].lower() not in ("onpath", "exists"):
+        raise SkipifError(
+            f"Skipif {expression!r}: expected 'onpath <executable>' or 'exists <file>' (optionally with a leading '!')"
+        )
+    kind, arg = parts[0].lower(), parts[1].strip()
+    if kind == "onpath":
+        found = shutil.which(arg, path=path if path is not None else os.environ.get("PATH")) is not None
+    else:
+        found = os.path.exists(os.path.expanduser(arg))
+    return found != negate
+
+
+# -------------------------------------------------------------------------------------- processes
+
+
+def socket_path_for_component(socket_path: Path) -> str:
+    """The value of AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT (relative when too long)."""
+    absolute = str(socket_path)
+    return "../../ipc.socket" if len(absolute) >= SUN_PATH_LIMIT else absolute
+
+
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (Linux /proc), deepest last."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        rest = stat.rsplit(")", 1)[-1].split()
+        if len(rest) >= 2 and rest[1].isdigit():
+            children.setdefault(int(rest[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _signal(pids: list[int], pgid: int | None, sig: int) -> None:
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+@dataclass
+class ExitInfo:
+    returncode: int | None
+    timed_out: bool = False
+
+
+class ScriptProcess:
+    """One running lifecycle script."""
+
+    def __init__(self, component: str, step: str, proc: asyncio.subprocess.Process,
+                 readers: list[asyncio.Task[None]], grace: float) -> None:
+        self.component = component
+        self.step = step
+        self._proc = proc
+        self._readers = readers
+        self.pid = proc.pid
+        self.grace = grace
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        """The exit code (negative: killed by that signal) once the script has exited.
+
+        Output already written is logged first; a daemon the script left behind may keep the pipes
+        open, so the readers get a short while and then keep logging in the background.
+        """
+        code = await self._proc.wait()
+        if self._readers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._readers, return_exceptions=True)), 0.5)
+        return code
+
+    async def stop(self, grace: float | None = None) -> None:
+        """SIGTERM the process tree, wait ``grace`` seconds, then SIGKILL what is left."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(self.grace if grace is None else grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        pgid = self.pid  # start_new_session: the leader's pid is the group id
+        tree = _descendants(self.pid)
+        if self._proc.returncode is None:
+            tree.insert(0, self.pid)
+        _signal(tree, pgid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            tree = [p for p in tree + _descendants(self.pid) if _alive(p)]
+            if self._proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._proc.wait()), min(0.05, grace))
+                continue
+            if not tree and not _group_alive(pgid):
+                break
+            await asyncio.sleep(0.02)  # polling other processes' exit; there is nothing to await
+        remaining = [p for p in tree if _alive(p)]
+        if remaining or _group_alive(pgid) or self._proc.returncode is None:
+            _signal(remaining, pgid, signal.SIGKILL)
+        await self._proc.wait()
+        for reader in self._readers:
+            # a killed tree's orphans may hold the pipe open; stop reading after they are gone
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), 1.0)
+            reader.cancel()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg(0) succeeds for zombies too: check that some member is not a zombie
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                rest = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(rest) >= 3 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+class ProcessRunner:
+    """Starts lifecycle scripts with the nucleus's environment and logs."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        socket_path: Path,
+        thing_name: str,
+        region: str,
+        tokens: Tokens,
+        logs: GreengrassLogs,
+        root_ca_path: str = "",
+        grace: float = DEFAULT_GRACE,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.socket_path = Path(socket_path)
+        self.thing_name = thing_name
+        self.region = region
+        self.tokens = tokens
+        self.logs = logs
+        self.root_ca_path = root_ca_path
+        self.grace = grace
+        self.base_env = base_env
+
+    def work_path(self, component: str) -> Path:
+        return self.root / "work" / component
+
+    def environment(
+        self,
+        component: str,
+        lifecycle_setenv: Mapping[str, Any] | None = None,
+        step_setenv: Mapping[str, Any] | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The environment of a lifecycle script of ``component`` (spec §3.1, precedence §3.2)."""
+        env = dict(os.environ if self.base_env is None else self.base_env)
+        token = self.tokens.issue(component)
+        env["SVCUID"] = token
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
+        env["GG_ROOT_CA_PATH"] = self.root_ca_path
+        env.update(
+            {
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(self.socket_path),
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": socket_path_for_component(self.socket_path),
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_IOT_THING_NAME": self.thing_name,
+                "GGC_VERSION": ggsim.NUCLEUS_VERSION,
+            }
+        )
+        if extra:
+            env.update(extra)
+        for layer in (lifecycle_setenv, step_setenv):
+            for key, value in (layer or {}).items():
+                env[str(key)] = "" if value is None else str(value)
+        return env
+
+    async def start(
+        self,
+        component: str,
+        step: str,
+        script: str,
+        *,
+        lifecycle_setenv: Mapping[str, Any] | None = None,
+        step_setenv: Mapping[str, Any] | None = None,
+        requires_privilege: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+        current_state: Callable[[], str] | None = None,
+    ) -> ScriptProcess:
+        """Launch ``script`` for lifecycle step ``step`` (e.g. ``"Run"``) of ``component``."""
+        cwd = self.work_path(component)
+        cwd.mkdir(parents=True, exist_ok=True)
+        env = self.environment(component, lifecycle_setenv, step_setenv, extra_env)
+        script_name = f"services.{component}.lifecycle.{step}"
+
+        def ctx() -> dict[str, str]:
+            c = {"scriptName": script_name, "serviceName": component}
+            if current_state is not None:
+                c["currentState"] = current_state()
+            return c
+
+        if requires_privilege and os.geteuid() != 0:
+            self.logs.component(
+                component, "WARN", "shell-runner-privilege",
+                "RequiresPrivilege is set but ggsim does not run as root; the step runs as the current user",
+                {**ctx(), "user": _user_name()},
+            )
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", script,
+            cwd=str(cwd),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=_LINE_LIMIT,
+        )
+        self.logs.component(component, "INFO", "shell-runner-start", "",
+                            {**ctx(), "command": f'["{script}"]'}, also_kernel=False)
+        readers = [
+            asyncio.ensure_future(self._copy(proc.stdout, component, "INFO", "stdout", ctx)),
+            asyncio.ensure_future(self._copy(proc.stderr, component, "WARN", "stderr", ctx)),
+        ]
+        return ScriptProcess(component, step, proc, readers, self.grace)
+
+    async def run(
+        self,
+        component: str,
+        step: str,
+        script: str,
+        *,
+        timeout: float | None,
+        **kwargs: Any,
+    ) -> ExitInfo:
+        """Run a blocking step to its end; on timeout stop its tree and report ``timed_out``."""
+        process = await self.start(component, step, script, **kwargs)
+        try:
+            if timeout is None:
+                return ExitInfo(await process.wait())
+            try:
+                return ExitInfo(await asyncio.wait_for(asyncio.shield(process.wait()), timeout))
+            except TimeoutError:
+                self.logs.component(component, "ERROR", "shell-runner-timeout",
+                                    f"{step} did not finish within {timeout:g} seconds; stopping it",
+                                    {"scriptName": f"services.{component}.lifecycle.{step}",
+                                     "serviceName": component})
+                await process.stop()
+                return ExitInfo(process.returncode, timed_out=True)
+        except asyncio.CancelledError:
+            await asyncio.shield(process.stop())
+            raise
+
+    async def _copy(self, stream: asyncio.StreamReader | None, component: str, level: str, event: str,
+                    ctx: Callable[[], dict[str, str]]) -> None:
+        if stream is None:
+            return
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the limit: its start is lost, say so
+                self.logs.write(component, "WARN", component, event, "(line longer than 1 MiB truncated)",
+                                ctx(), thread="Copier")
+                continue
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace").strip()
+            self.logs.write(component, level, component, event, line, ctx(), thread="Copier")
+
+
+def _user_name() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
