@@ -60,3 +60,58 @@ class RecipeWriter:
 @pytest.fixture
 def recipes(tmp_path: Path) -> RecipeWriter:
     return RecipeWriter(tmp_path / "recipes")
+
+
+# --- lifecycle/process fixtures (appended by the lifecycle engineer) -----------------------------
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+
+from ggsim.nucleus.kernel import Kernel  # noqa: E402
+from ggsim.nucleus.recipe import Recipe, load_recipe  # noqa: E402
+
+
+def _run_async(coro: Awaitable[Any], timeout: float = 60.0) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture
+def run_async() -> Callable[..., Any]:
+    """`run_async(coro, timeout=60)`: run one test scenario on a fresh loop, with an overall timeout."""
+    return _run_async
+
+
+@pytest.fixture
+def make_recipe(recipes: RecipeWriter) -> Callable[..., Recipe]:
+    """`make_recipe(name, version="1.0.0", lifecycle=..., deps=..., defaults=...)` → a loaded Recipe."""
+
+    def make(name: str, version: str = "1.0.0", **kwargs: Any) -> Recipe:
+        return load_recipe(recipes.add(name, version, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+def kernel_root(tmp_path: Path) -> Path:
+    return tmp_path / "gg"
+
+
+@pytest.fixture
+def running_kernel(kernel_root: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Kernel]]:
+    """`async with running_kernel() as kernel:` a started Kernel with a short stop grace period."""
+
+    @contextlib.asynccontextmanager
+    async def start(**kwargs: Any) -> AsyncIterator[Kernel]:
+        kwargs.setdefault("stop_grace", 0.5)
+        kernel = Kernel(kernel_root, **kwargs)
+        await kernel.start()
+        try:
+            yield kernel
+        finally:
+            await kernel.stop()
+
+    return start

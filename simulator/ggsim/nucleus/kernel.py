@@ -324,6 +324,11 @@ class Kernel:
         service = self._services.get(name)
         return service.state.value if service is not None else None
 
+    def component_pids(self, name: str) -> list[int]:
+        """Process ids of ``name``'s running lifecycle scripts (empty if none or unknown)."""
+        service = self._services.get(name)
+        return service.pids if service is not None else []
+
     def components(self) -> list[str]:
         return sorted(self._services)
 

@@ -130,6 +130,11 @@ class ComponentService:
         )
 
     @property
+    def pids(self) -> list[int]:
+        """Process ids of the lifecycle scripts the component is running now (their leaders)."""
+        return [p.pid for p in self._procs if p.returncode is None]
+
+    @property
     def desired_running(self) -> bool:
         return self._desired_running
 
