@@ -355,15 +355,17 @@ def merged_roots(groups: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str
     versions of one component is an error naming both."""
     roots: dict[str, str] = {}
     owners: dict[str, str] = {}
+    first_group: dict[str, str] = {}
     for group in sorted(groups):
         for name, version in groups[group].items():
             if name in roots and roots[name] != version:
                 raise DeploymentError(
-                    f"Component {name} is a root of group {owners[name].split(' ', 1)[-1]} at version {roots[name]} "
+                    f"Component {name} is a root of group {first_group[name]} at version {roots[name]} "
                     f"and of group {group} at version {version}; no version satisfies both",
                     "NO_AVAILABLE_COMPONENT_VERSION",
                 )
             roots[name] = version
+            first_group.setdefault(name, group)
             owners.setdefault(name, f"deployment group {group}")
     return roots, owners
 
