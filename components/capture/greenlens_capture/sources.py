@@ -133,7 +133,7 @@ class VideoCaptureGrabber(Grabber):
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self.width, self.height, self.fps = width, height, fps
-        self.description = f"camera {target}" if kind == "camera" else str(target)
+        self.description = f"camera {target}" if kind == "camera" else redact_url(str(target))
 
     def _params(self) -> list[int]:
         return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
@@ -148,7 +148,7 @@ class VideoCaptureGrabber(Grabber):
             cap = cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG, self._params())
             if not cap.isOpened():
                 cap.release()
-                raise SourceOpenError(f"cannot open stream {self.target}: {_stream_reason(str(self.target))}")
+                raise SourceOpenError(f"cannot open stream {self.description}: {_stream_reason(str(self.target))}")
         else:
             path = Path(str(self.target))
             if not path.is_file():
@@ -180,6 +180,17 @@ class VideoCaptureGrabber(Grabber):
         if self.fps:
             cap.set(cv2.CAP_PROP_FPS, self.fps)
         return cap
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``rtsp://user:***@host/path``), fit for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
 def _stream_reason(url: str) -> str:

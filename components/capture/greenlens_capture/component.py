@@ -1,0 +1,193 @@
+"""The capture loop: the newest frame of the source, at the configured fps, into the transport, then published.
+
+It knows nothing of IPC: it gets a ``publish(topic, message)`` callable, so it runs the same under a
+nucleus and in development (``--no-ipc``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from greenlens_common import messages, topics
+
+from .config import CaptureConfig
+from .sources import FrameSource, SourceEvent, open_source
+from .transport import FrameTransport, InlineTransport, RingTransport
+
+log = logging.getLogger("greenlens.capture")
+
+COMPONENT = "greenlens.Capture"
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class CaptureCounters:
+    published: int = 0
+    dropped: int = 0
+    """Frames the source produced that were never published (a slow consumer takes the newest)."""
+    publish_errors: int = 0
+    outages: int = 0
+    reconnects: int = 0
+
+
+class CaptureComponent:
+    """Owns the source and the transport for one configuration; :meth:`apply` switches configurations."""
+
+    def __init__(self, config: CaptureConfig, publish: Publish,
+                 ring_dir: str | os.PathLike[str] | None = None) -> None:
+        self.config = config
+        self.publish = publish
+        self.ring_dir = ring_dir
+        self.counters = CaptureCounters()
+        self.source: FrameSource | None = None
+        self.transport: FrameTransport | None = None
+        self._events: queue.Queue[SourceEvent] = queue.Queue()
+        self._last_index = 0
+        self._past_outages = 0
+        self._past_reconnects = 0
+
+    # -- set-up
+
+    def start(self) -> None:
+        """Open the source and the transport; SourceOpenError/RingError when they cannot be opened."""
+        self._open_source(self.config)
+        try:
+            self._open_transport(self.config)
+        except BaseException:
+            self._close_source()
+            raise
+
+    def apply(self, new: CaptureConfig) -> None:
+        """Switch to ``new`` without a restart: reopen only what changed. Raises like :meth:`start`."""
+        old = self.config
+        if new == old and self.source is not None:
+            return
+        if new.source_settings() != old.source_settings() or self.source is None:
+            self._close_source()
+            self.config = new
+            self._open_source(new)
+        self.config = new
+        if new.transport != old.transport or not self._transport_fits(new):
+            self._close_transport()
+            self._open_transport(new)
+        log.info("configuration applied: source=%s %dx%d @ %g fps, transport=%s", self.source_name(),
+                 new.width, new.height, new.fps, new.transport)
+
+    def _open_source(self, cfg: CaptureConfig) -> None:
+        self.source = open_source(
+            cfg.source, width=cfg.width, height=cfg.height, fps=cfg.fps, source_fps=cfg.source_fps,
+            open_timeout=cfg.open_timeout, read_timeout=cfg.read_timeout, stall_timeout=cfg.stall_timeout,
+            backoff_max=cfg.max_backoff, on_event=self._events.put,
+        )
+        self._last_index = 0
+
+    def _close_source(self) -> None:
+        if self.source is not None:
+            stats = self.source.stats()
+            self._past_outages += stats.outages
+            self._past_reconnects += stats.reconnects
+            self.source.stop()
+            self.source = None
+
+    def _transport_fits(self, cfg: CaptureConfig) -> bool:
+        t = self.transport
+        if cfg.transport == "ring":
+            return isinstance(t, RingTransport) and t.fits(cfg.ring_name, cfg.width, cfg.height, cfg.ring_slots)
+        return isinstance(t, InlineTransport) and t.max_jpeg_bytes == cfg.inline_max_bytes * 3 // 4
+
+    def _open_transport(self, cfg: CaptureConfig) -> None:
+        if cfg.transport == "ring":
+            self.transport = RingTransport(cfg.ring_name, cfg.width, cfg.height, cfg.ring_slots, self.ring_dir)
+        else:
+            self.transport = InlineTransport(cfg.inline_max_bytes)
+
+    def _close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def close(self) -> None:
+        self._close_source()
+        self._close_transport()
+
+    # -- the loop
+
+    def source_name(self) -> str:
+        return self.config.camera_id
+
+    def run(self, interrupt: threading.Event, max_frames: int | None = None) -> None:
+        """Publish frames until ``interrupt`` is set (or ``max_frames`` were published)."""
+        assert self.source is not None and self.transport is not None, "start() first"
+        period = 1.0 / self.config.fps
+        next_due = time.monotonic()
+        last_report = time.monotonic()
+        while not interrupt.is_set():
+            self._publish_events()
+            frame = self.source.next_frame(self._last_index, timeout=min(1.0, max(period, 0.05)))
+            if frame is None:
+                continue
+            self.counters.dropped += max(0, frame.index - self._last_index - 1)
+            self._last_index = frame.index
+            seq = self.counters.published + 1
+            descriptor = self.transport.send(frame, seq=seq, source=self.source_name(),
+                                             dropped=self.counters.dropped)
+            self._publish(topics.FRAMES, descriptor)
+            self.counters.published = seq
+            if max_frames is not None and seq >= max_frames:
+                break
+            now = time.monotonic()
+            if now - last_report >= 30:
+                self._log_stats()
+                last_report = now
+            next_due += period
+            if next_due < now - period:
+                next_due = now  # fell behind (a slow publish): no burst to catch up
+            elif next_due > now and interrupt.wait(next_due - now):
+                break
+        self._publish_events()
+
+    def _publish(self, topic: str, message: dict[str, Any]) -> None:
+        try:
+            self.publish(topic, message)
+        except Exception as exc:
+            self.counters.publish_errors += 1
+            log.warning("publish to %s failed (%d so far): %s", topic, self.counters.publish_errors, exc)
+            if self.counters.publish_errors >= 10 and self.counters.publish_errors % 10 == 0:
+                raise
+
+    def _publish_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            stats = event.stats
+            msg = messages.event_message(
+                component=COMPONENT, kind=event.kind, detail=event.detail,
+                counters={"outages": self._past_outages + stats.outages,
+                          "reconnects": self._past_reconnects + stats.reconnects,
+                          "frames": stats.frames, "published": self.counters.published,
+                          "dropped": self.counters.dropped},
+            )
+            self._publish(topics.EVENTS, msg)
+
+    def snapshot(self) -> CaptureCounters:
+        stats = self.source.stats() if self.source is not None else None
+        return CaptureCounters(
+            published=self.counters.published, dropped=self.counters.dropped,
+            publish_errors=self.counters.publish_errors,
+            outages=self._past_outages + (stats.outages if stats else 0),
+            reconnects=self._past_reconnects + (stats.reconnects if stats else 0),
+        )
+
+    def _log_stats(self) -> None:
+        c = self.snapshot()
+        log.info("published %d frames, dropped %d, outages %d, reconnects %d, publish errors %d",
+                 c.published, c.dropped, c.outages, c.reconnects, c.publish_errors)

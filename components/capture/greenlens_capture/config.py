@@ -1,0 +1,160 @@
+"""greenlens.Capture's configuration: its keys, their defaults, and clear errors for bad values.
+
+Component configuration keys (recipe ``ComponentConfiguration.DefaultConfiguration``):
+
+=====================  ===================  =====================================================================
+key                    default              meaning
+=====================  ===================  =====================================================================
+source                 ``synthetic``        camera index or /dev/video path, rtsp:// or http(s):// URL, video file,
+                                            image folder, or ``synthetic``
+fps                    10                   frames per second published (the newest frame at each tick)
+width, height          640, 480             frame size in the ring (frames are letterboxed to it)
+cameraId               ``camera``           the ``source`` field of every frame descriptor
+transport              ``ring``             ``ring`` (pixels in shared memory) or ``inline`` (a small JPEG)
+ringName               ``greenlens-frames`` file name of the ring in the ring directory
+ringSlots              4                    slots in the ring (4 x 1280x720 fits Docker's 64 MB /dev/shm)
+sourceFps              (none)               pace of files, folders and the synthetic scene (default: the file's
+                                            own rate, else ``fps``)
+inlineMaxBytes         6000                 largest inline JPEG (IPC frames are capped at 10,000 bytes)
+openTimeoutSeconds     5                    OpenCV open timeout for cameras and streams
+readTimeoutSeconds     5                    OpenCV read timeout
+stallTimeoutSeconds    10                   watchdog: no frame for this long is an outage
+maxBackoffSeconds      30                   longest wait between reconnect attempts
+=====================  ===================  =====================================================================
+
+Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted when they mean the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("greenlens.capture.config")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not usable; the text names the key, the value and what is expected."""
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    source: str = "synthetic"
+    fps: float = 10.0
+    width: int = 640
+    height: int = 480
+    camera_id: str = "camera"
+    transport: str = "ring"
+    ring_name: str = "greenlens-frames"
+    ring_slots: int = 4
+    source_fps: float | None = None
+    inline_max_bytes: int = 6000
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+    stall_timeout: float = 10.0
+    max_backoff: float = 30.0
+
+    def source_settings(self) -> tuple[Any, ...]:
+        """What a change of requires reopening the source."""
+        return (self.source, self.width, self.height, self.fps, self.source_fps, self.open_timeout,
+                self.read_timeout, self.stall_timeout, self.max_backoff)
+
+    def updated(self, mapping: Mapping[str, Any]) -> CaptureConfig:
+        """This configuration with the keys of ``mapping`` (component configuration names) applied."""
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"configuration is a {type(mapping).__name__}, expected an object of keys")
+        changes: dict[str, Any] = {}
+        for key, value in mapping.items():
+            spec = _KEYS.get(key)
+            if spec is None:
+                log.warning("configuration key %r is unknown, ignored (known: %s)", key, ", ".join(sorted(_KEYS)))
+                continue
+            field, parse = spec
+            changes[field] = parse(key, value)
+        return dataclasses.replace(self, **changes)
+
+
+def _number(key: str, value: Any, *, minimum: float, integer: bool = False) -> float:
+    expected = f"{'an integer' if integer else 'a number'} >= {minimum:g}"
+    if isinstance(value, bool):
+        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(f"configuration {key}={value!r}: expected {expected}") from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
+    if integer and float(value) != int(value):
+        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
+    if value < minimum:
+        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
+    return float(value)
+
+
+def _int(minimum: int, maximum: int | None = None) -> Any:
+    def parse(key: str, value: Any) -> int:
+        n = int(_number(key, value, minimum=minimum, integer=True))
+        if maximum is not None and n > maximum:
+            raise ConfigError(f"configuration {key}={value!r}: expected an integer from {minimum} to {maximum}")
+        return n
+    return parse
+
+
+def _float(minimum: float, positive: bool = True) -> Any:
+    def parse(key: str, value: Any) -> float:
+        x = _number(key, value, minimum=minimum)
+        if positive and x <= 0:
+            raise ConfigError(f"configuration {key}={value!r}: expected a number > 0")
+        return x
+    return parse
+
+
+def _optional_float(key: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    return _float(0.0)(key, value)
+
+
+def _text(key: str, value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool) and key == "source":
+        value = str(int(value)) if float(value).is_integer() else str(value)  # camera index 0 -> "0"
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"configuration {key}={value!r}: expected a non-empty string")
+    return value.strip()
+
+
+def _transport(key: str, value: Any) -> str:
+    if value not in ("ring", "inline"):
+        raise ConfigError(f"configuration {key}={value!r}: expected 'ring' or 'inline'")
+    return str(value)
+
+
+def _ring_name(key: str, value: Any) -> str:
+    name = _text(key, value)
+    if "/" in name or name.startswith("."):
+        raise ConfigError(f"configuration {key}={value!r}: expected a plain file name such as 'greenlens-frames'")
+    return name
+
+
+_KEYS: dict[str, tuple[str, Any]] = {
+    "source": ("source", _text),
+    "fps": ("fps", _float(0.0)),
+    "width": ("width", _int(16, 7680)),
+    "height": ("height", _int(16, 4320)),
+    "cameraId": ("camera_id", _text),
+    "transport": ("transport", _transport),
+    "ringName": ("ring_name", _ring_name),
+    "ringSlots": ("ring_slots", _int(2, 64)),
+    "sourceFps": ("source_fps", _optional_float),
+    "inlineMaxBytes": ("inline_max_bytes", _int(1000, 9000)),
+    "openTimeoutSeconds": ("open_timeout", _float(0.0)),
+    "readTimeoutSeconds": ("read_timeout", _float(0.0)),
+    "stallTimeoutSeconds": ("stall_timeout", _float(0.0)),
+    "maxBackoffSeconds": ("max_backoff", _float(0.0)),
+}
+CONFIG_KEYS = tuple(_KEYS)
