@@ -155,8 +155,9 @@ def efficientnet_manifest(version: str, sha256: str) -> dict[str, Any]:
             "dtype": "float32",
             "layout": "NHWC",
             "color": "RGB",
+            # area: OpenCV's anti-aliased downscale, close to the PIL resize of the reference pipelines
             "resize": {"mode": "shorter_side_center_crop", "shorter_side": 256, "crop": [224, 224],
-                       "interpolation": "bilinear"},
+                       "interpolation": "area"},
             "normalization": {"mean": 127.0, "std": 128.0},
         },
         "output": {"kind": "logits", "shape": [1, 1000], "activation": "softmax"},

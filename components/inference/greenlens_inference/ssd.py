@@ -106,7 +106,7 @@ def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, o
         keypoints[:, i, 1] = ky / opts["y_scale"] * ah + ay
     if opts["sigmoid_score"]:
         clip = float(opts["score_clipping_thresh"])
-        class_scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -clip, clip)))
+        class_scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -clip, clip)))
     else:
         class_scores = logits
     class_scores = class_scores.astype(np.float32)
