@@ -1,0 +1,260 @@
+"""greenlens.Capture as a process: frames into the ring and descriptors out, with and without a nucleus."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from greenlens_capture.component import CaptureComponent
+from greenlens_capture.config import CaptureConfig, ConfigError
+from greenlens_common import messages, topics
+from greenlens_common.ipc import SOCKET_ENV, Ipc
+from greenlens_common.ring import RingReader
+
+REPO = Path(__file__).resolve().parent.parent
+COMPONENT_PATH = os.pathsep.join(str(REPO / "components" / p) for p in ("capture", "common"))
+
+
+def _capture(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("SVCUID", SOCKET_ENV)}
+    full_env.update(PYTHONPATH=COMPONENT_PATH, **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "greenlens_capture", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no output from the capture process in time"
+    return proc.stdout.readline()
+
+
+# ------------------------------------------------------------------------------------------ --no-ipc
+
+
+def test_no_ipc_run_puts_frames_in_the_ring_that_another_process_reads(tmp_path: Path) -> None:
+    proc = _capture("--no-ipc", "--source", "synthetic", "--width", "160", "--height", "120", "--fps", "20",
+                    "--ring-dir", str(tmp_path), "--ring-name", "cam-test")
+    try:
+        read = []
+        with_ring: RingReader | None = None
+        for _ in range(6):
+            out = json.loads(_line(proc))
+            assert out["topic"] == topics.FRAMES
+            msg = out["message"]
+            assert messages.validate(msg) == messages.FRAME
+            if with_ring is None:
+                with_ring = RingReader(msg["ring"]["name"], directory=tmp_path)
+            frame = with_ring.read(msg["ring"]["slot"], msg["ring"]["slot_seq"])
+            if frame is not None:
+                read.append((msg, frame))
+        assert read, "descriptors point at frames in the ring"
+        msg, frame = read[-1]
+        assert frame.image.shape == (msg["height"], msg["width"], 3) == (120, 160, 3)
+        assert frame.captured_at == msg["captured_at"]
+        assert [m["seq"] for m, _ in read] == sorted(m["seq"] for m, _ in read)
+        assert with_ring is not None
+        with_ring.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert not (tmp_path / "cam-test").exists(), "the capture removes its ring when it stops"
+
+
+def test_inline_transport_sends_a_small_jpeg(tmp_path: Path) -> None:
+    proc = _capture("--no-ipc", "--source", "synthetic", "--width", "1280", "--height", "720",
+                    "--transport", "inline", "--max-frames", "2")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    msgs = [json.loads(line)["message"] for line in out.splitlines()]
+    assert len(msgs) == 2
+    for msg in msgs:
+        messages.validate(msg)
+        assert "ring" not in msg and len(json.dumps(msg)) < 10_000
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(msg["jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (msg["height"], msg["width"], 3) and max(image.shape) <= 320
+
+
+def test_a_source_that_cannot_be_opened_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _capture("--no-ipc", "--source", "rtsp://127.0.0.1:9/front", "--ring-dir", str(tmp_path))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "cannot open stream rtsp://127.0.0.1:9/front: connection refused by 127.0.0.1:9" in lines[0]
+
+
+def test_bad_configuration_names_the_key_and_value() -> None:
+    proc = _capture("--no-ipc", "--fps", "fast")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "configuration fps='fast': expected a number >= 0" in err
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_configuration_accepts_floats_for_integers_and_refuses_nonsense() -> None:
+    cfg = CaptureConfig().updated({"width": 320.0, "height": "240", "fps": 15, "source": 0, "ringSlots": 3.0})
+    assert (cfg.width, cfg.height, cfg.fps, cfg.source, cfg.ring_slots) == (320, 240, 15.0, "0", 3)
+    for key, value, expected in [
+        ("width", 320.5, "configuration width=320.5: expected an integer >= 16"),
+        ("transport", "tcp", "configuration transport='tcp': expected 'ring' or 'inline'"),
+        ("fps", 0, "configuration fps=0: expected a number > 0"),
+        ("ringSlots", 1000, "configuration ringSlots=1000: expected an integer from 2 to 64"),
+        ("ringName", "../x", "configuration ringName='../x': expected a plain file name"),
+        ("source", "", "configuration source='': expected a non-empty string"),
+    ]:
+        with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(".", r"\.")):
+            CaptureConfig().updated({key: value})
+
+
+# ------------------------------------------------------------------------------------------ component
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, topic: str, message: dict[str, Any]) -> None:
+        with self.cond:
+            self.messages.append((topic, message))
+            self.cond.notify_all()
+
+    def frames(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [m for t, m in self.messages if t == topics.FRAMES]
+
+
+def test_a_source_faster_than_the_publish_rate_counts_what_it_skipped(tmp_path: Path) -> None:
+    publish = _Collector()
+    cfg = CaptureConfig(source="synthetic", width=64, height=48, fps=20, source_fps=200)
+    component = CaptureComponent(cfg, publish, ring_dir=tmp_path)
+    component.start()
+    try:
+        component.run(threading.Event(), max_frames=6)
+        frames_read = component.source.stats().frames if component.source else 0
+    finally:
+        component.close()
+    frames = publish.frames()
+    assert [m["seq"] for m in frames] == [1, 2, 3, 4, 5, 6]
+    dropped = [m["dropped"] for m in frames]
+    assert dropped == sorted(dropped) and dropped[-1] > 0
+    assert 6 + dropped[-1] <= frames_read
+
+
+def test_a_new_configuration_is_applied_without_a_restart(tmp_path: Path) -> None:
+    publish = _Collector()
+    component = CaptureComponent(CaptureConfig(source="synthetic", width=64, height=48, fps=50), publish,
+                                 ring_dir=tmp_path)
+    component.start()
+    try:
+        component.run(threading.Event(), max_frames=2)
+        old_reader = RingReader("greenlens-frames", directory=tmp_path)
+        component.apply(component.config.updated({"width": 320, "height": 240, "cameraId": "door"}))
+        assert old_reader.closed_by_owner, "readers of the smaller ring learn it was replaced"
+        old_reader.close()
+        component.run(threading.Event(), max_frames=4)
+        last = publish.frames()[-1]
+        with RingReader("greenlens-frames", directory=tmp_path) as reader:
+            frame = reader.read(last["ring"]["slot"], last["ring"]["slot_seq"])
+        assert frame is not None and frame.image.shape == (240, 320, 3)
+        assert (last["width"], last["height"], last["source"], last["seq"]) == (320, 240, "door", 4)
+    finally:
+        component.close()
+
+
+# ------------------------------------------------------------------------------------------ under ggsim
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[Any]:
+    from tests.ipc.conftest import Core
+
+    c = Core(tmp_path)
+    yield c
+    c.close()
+
+
+PUBSUB = {"aws.greengrass.ipc.pubsub": {"capture": {"policyDescription": "frames and events",
+                                                    "operations": ["*"], "resources": ["*"]}}}
+
+
+def _register(core: Any, name: str, config: dict[str, Any]) -> str:
+    def register() -> str:
+        core.host.config.merge(name, config)
+        return core.host.tokens.issue(name)
+
+    return core.call_soon(register)
+
+
+def _ipc_env(core: Any, token: str) -> dict[str, str]:
+    return {"SVCUID": token, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(core.host.socket_path)}
+
+
+def _wait_state(core: Any, component: str, state: str, timeout: float = 30) -> bool:
+    with core.host.state_changed:
+        return core.host.state_changed.wait_for(lambda: state in core.host.states.get(component, []), timeout)
+
+
+def test_under_the_simulator_it_publishes_frames_and_follows_configuration_updates(core: Any,
+                                                                                    tmp_path: Path) -> None:
+    token = _register(core, "greenlens.Capture", {
+        "source": "synthetic", "fps": 20, "width": 96, "height": 64, "cameraId": "bench",
+        "accessControl": PUBSUB})
+    watcher_token = _register(core, "test.Watcher", {"accessControl": PUBSUB})
+    received = _Collector()
+    watcher = Ipc.connect(timeout=10, socket_path=str(core.host.socket_path), token=watcher_token)
+    watcher.subscribe_json(topics.FRAMES, lambda m, t: received(t, m))
+    ring_dir = tmp_path / "shm"
+    ring_dir.mkdir()
+    proc = _capture("--ring-dir", str(ring_dir), env=_ipc_env(core, token))
+    try:
+        assert _wait_state(core, "greenlens.Capture", "RUNNING"), "it reports RUNNING"
+        with received.cond:
+            assert received.cond.wait_for(lambda: len(received.messages) >= 3, 30), "descriptors arrive"
+        first = received.frames()[0]
+        assert messages.validate(first) == messages.FRAME
+        assert (first["width"], first["height"], first["source"]) == (96, 64, "bench")
+
+        core.call_soon(lambda: core.host.config.merge("greenlens.Capture", {"width": 128.0, "height": 96.0}))
+        with received.cond:
+            assert received.cond.wait_for(
+                lambda: any(m["width"] == 128 for _, m in received.messages), 30), "the new size is used"
+        new = [m for m in received.frames() if m["width"] == 128][-1]
+        assert new["height"] == 96 and new["seq"] > first["seq"], "same process, numbering goes on"
+        assert proc.poll() is None
+    finally:
+        watcher.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+
+
+def test_under_the_simulator_an_unopenable_source_reports_errored(core: Any, tmp_path: Path) -> None:
+    token = _register(core, "greenlens.Capture", {"source": "rtsp://127.0.0.1:9/none", "accessControl": PUBSUB})
+    proc = _capture("--ring-dir", str(tmp_path), env=_ipc_env(core, token))
+    try:
+        assert _wait_state(core, "greenlens.Capture", "ERRORED"), "it reports ERRORED"
+        assert proc.poll() is None, "no crash loop: it waits for a configuration that works"
+        core.call_soon(lambda: core.host.config.merge("greenlens.Capture", {"source": "synthetic"}))
+        assert _wait_state(core, "greenlens.Capture", "RUNNING"), "a fixed source brings it up"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    lines = [line for line in err.splitlines() if "ERROR" in line]
+    assert len(lines) == 1 and "cannot open stream rtsp://127.0.0.1:9/none: connection refused" in lines[0], err
