@@ -77,6 +77,10 @@ class Stats:
     protocol_errors: int = 0
 
 
+class ConnectionRejected(Exception):
+    """CONNECT refused (bad version or token): the refusal is sent, then the connection ends."""
+
+
 class Call:
     """One request on one stream; for streaming operations, the subscription that follows it."""
 
@@ -189,6 +193,7 @@ class Connection:
 
     async def serve(self) -> None:
         reason = "client closed the connection"
+        level = logging.INFO
         try:
             while not self.closing:
                 data = await self.reader.read(256 * 1024)
@@ -196,21 +201,28 @@ class Connection:
                     break
                 for event in self.rpc.receive_data(data):
                     self._handle(event)
+        except ConnectionRejected as exc:
+            reason = str(exc)
+            # The client closes once it has read the refusal; closing first can make the client report a
+            # closed socket instead of AccessDenied. Wait briefly for its close.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.reader.read(), 2.0)
         except (FrameError, ProtocolError) as exc:
             self.server.stats.protocol_errors += 1
             reason = f"protocol error: {exc}"
+            level = logging.WARNING
             reply = getattr(exc, "reply", b"")
             if reply:
                 self.write(reply)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             reason = f"connection lost: {exc}"
         finally:
-            await self.close(reason)
+            await self.close(reason, level)
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str, level: int = logging.INFO) -> None:
         if self.closing:
             return
-        log.info("IPC connection of %s closed: %s", self.name, reason)
+        log.log(level, "IPC connection of %s closed: %s", self.name, reason)
         for call in list(self.calls.values()):
             call._closed()
         with contextlib.suppress(Exception):
@@ -244,7 +256,7 @@ class Connection:
                    else "missing or unknown authToken")
             log.warning("IPC connection rejected: %s", why)
             self.write(self.rpc.send_connect_ack(False))
-            raise ProtocolError(f"connection rejected: {why}")
+            raise ConnectionRejected(f"connection rejected: {why}")
         self.component = component
         self.write(self.rpc.send_connect_ack(True))
         log.debug("IPC connection accepted for %s", component)
