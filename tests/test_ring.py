@@ -195,3 +195,19 @@ def test_a_ring_larger_than_the_free_shared_memory_is_refused_with_the_sizes(tmp
 
 def test_default_ring_fits_dockers_64_mb_shm() -> None:
     assert ring_bytes(4, 1280, 720) < 64 * 1024 * 1024
+
+
+def test_a_borrowed_frame_is_read_in_place_and_knows_when_it_was_overwritten(tmp_path: Path) -> None:
+    with RingWriter("borrow", width=16, height=8, slot_count=2, directory=tmp_path) as writer, \
+            RingReader("borrow", directory=tmp_path) as reader:
+        slot, seq = writer.write(np.full((8, 16, 3), 5, np.uint8))
+        borrowed = reader.borrow(slot, seq)
+        assert borrowed is not None and borrowed.intact()
+        assert int(borrowed.image.sum()) == 5 * 8 * 16 * 3
+        assert not borrowed.image.flags.writeable
+        writer.write(np.full((8, 16, 3), 6, np.uint8))
+        assert borrowed.intact(), "the other slot was written"
+        writer.write(np.full((8, 16, 3), 7, np.uint8))
+        assert not borrowed.intact(), "its slot was rewritten: whatever was computed from it is void"
+        assert reader.borrow(slot, seq) is None
+        del borrowed

@@ -99,6 +99,22 @@ class Frame:
     image: np.ndarray
 
 
+@dataclass(frozen=True)
+class BorrowedFrame:
+    """A frame viewed in place in the ring (see :meth:`RingReader.borrow`)."""
+
+    seq: int
+    slot: int
+    captured_at: float
+    image: np.ndarray
+    _mm: mmap.mmap
+    _base: int
+
+    def intact(self) -> bool:
+        """True while the writer has not begun to overwrite this frame's slot."""
+        return _U64.unpack_from(self._mm, self._base)[0] == self.seq
+
+
 def ring_dir(directory: str | os.PathLike[str] | None = None) -> Path:
     """The ring directory: the argument, else $GREENLENS_RING_DIR, else /dev/shm."""
     if directory is not None:
@@ -331,6 +347,28 @@ class RingReader:
         if _U64.unpack_from(mm, base)[0] != seq:
             return None  # the writer began overwriting the slot while we copied
         return Frame(seq=seq, slot=slot, captured_at=captured_at, image=image)
+
+    def borrow(self, slot: int, seq: int) -> BorrowedFrame | None:
+        """A read-only view of frame ``seq`` in place (no copy), or None when it is already overwritten.
+
+        The writer may overwrite the slot while the view is used: compute from it, then call
+        ``intact()``; only when that is True was everything read from the view the frame ``seq``.
+        """
+        if not 0 <= slot < self.layout.slot_count:
+            raise RingError(f"ring {self.name!r}: slot {slot} out of range 0..{self.layout.slot_count - 1}")
+        base = HEADER_SIZE + slot * self.layout.slot_stride
+        if _U64.unpack_from(self._mm, base + 8)[0] != seq:
+            return None
+        _b, _e, captured_at, width, height, channels, _r, nbytes = _SLOT.unpack_from(self._mm, base)
+        if channels not in (1, 3, 4) or nbytes == 0 or nbytes != width * height * channels \
+                or nbytes > self.layout.slot_capacity:
+            return None
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        start = base + SLOT_HEADER_SIZE
+        view = self._buf[start : start + nbytes].reshape(shape)
+        view.flags.writeable = False
+        borrowed = BorrowedFrame(seq, slot, captured_at, view, self._mm, base)
+        return borrowed if borrowed.intact() else None
 
     def latest(self) -> Frame | None:
         """The newest complete frame, or None when the ring holds none yet."""
