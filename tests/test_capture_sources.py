@@ -282,3 +282,26 @@ def test_rtsp_stream_survives_a_server_restart(rtsp_server: RtspServer) -> None:
     kinds = [e.kind for e in events]
     assert "source_lost" in kinds and "source_restored" in kinds
     assert kinds.index("source_lost") < kinds.index("source_restored")
+
+
+# ------------------------------------------------------------------------------------------ HTTP MJPEG
+
+
+def test_http_mjpeg_camera_gives_frames_and_its_loss_is_an_outage() -> None:
+    from tests.support.mjpeg_server import MjpegServer
+
+    server = MjpegServer(width=160, height=120, fps=25)
+    try:
+        src = open_source(server.url, width=160, height=120, fps=25, open_timeout=5, read_timeout=2,
+                          stall_timeout=3, backoff_initial=0.2, backoff_max=0.5)
+        try:
+            first = src.next_frame(0, timeout=10)
+            assert first is not None and first.image.shape == (120, 160, 3)
+            second = src.next_frame(first.index, timeout=10)
+            assert second is not None and not np.array_equal(first.image, second.image)
+            server.stop()
+            assert src.wait_for(lambda s: s.outages >= 1 and not s.connected, timeout=15)
+        finally:
+            src.stop()
+    finally:
+        server.stop()
