@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ggsim.iotcore import make_iotcore
 from ggsim.ipc.auth import TokenRegistry
 from ggsim.ipc.server import IpcServer
 from ggsim.nucleus.config import ConfigStore
+
 from tests.support.agents import AgentProcess
 
 ALL_PUBSUB = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resources": ["*"]}}}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from ggsim.ipc.auth import Authorizer, TokenRegistry, compile_resource
 from ggsim.ipc.errors import UnauthorizedError
 

@@ -7,11 +7,10 @@ import uuid
 import zlib
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ggsim.eventstream import codec
 from ggsim.eventstream.codec import CrcError, Decoder, FrameError, Header, HeaderType, Message, SizeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 EMPTY = bytes.fromhex("00000010000000000" "5c248eb7d98c8ff")
 CONNECT_ACK = bytes.fromhex(

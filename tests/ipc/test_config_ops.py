@@ -10,7 +10,9 @@ import pytest
 from tests.ipc.conftest import Core
 from tests.support.agents import IpcCallError
 
-NOW = datetime.datetime.now(datetime.UTC).timestamp()
+
+def now() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
 
 
 def test_get_configuration_of_self_and_of_another_component(core: Core, api: str) -> None:
@@ -35,7 +37,7 @@ def test_update_configuration_notifies_subscribers_in_other_processes(core: Core
     stream, _ = watcher.call("subscribe_to_configuration_update",
                              {"componentName": "test.Owner", "keyPath": []})
     owner.call("update_configuration", {"keyPath": ["labels"], "valueToMerge": {"of_interest": "face"},
-                                        "timestamp": NOW + 1})
+                                        "timestamp": now() + 1})
     event = watcher.next_event(stream)["event"]
     assert event == {"configurationUpdateEvent": {"componentName": "test.Owner",
                                                   "keyPath": ["labels", "of_interest"]}}
@@ -44,9 +46,10 @@ def test_update_configuration_notifies_subscribers_in_other_processes(core: Core
 
 def test_update_with_an_older_timestamp_fails_the_condition_check(core: Core) -> None:
     owner = core.component("test.Owner", {})
-    owner.call("update_configuration", {"keyPath": [], "valueToMerge": {"x": 1}, "timestamp": NOW + 10})
+    later = now() + 10
+    owner.call("update_configuration", {"keyPath": [], "valueToMerge": {"x": 1}, "timestamp": later})
     with pytest.raises(IpcCallError) as err:
-        owner.call("update_configuration", {"keyPath": [], "valueToMerge": {"x": 2}, "timestamp": NOW + 5})
+        owner.call("update_configuration", {"keyPath": [], "valueToMerge": {"x": 2}, "timestamp": later - 5})
     assert err.value.type == "FailedUpdateConditionCheckError"
     # Numbers come back as doubles, as from the Java nucleus.
     assert owner.call("get_configuration", {"keyPath": ["x"]})["value"] == {"x": 1.0}
@@ -55,7 +58,7 @@ def test_update_with_an_older_timestamp_fails_the_condition_check(core: Core) ->
 def test_access_control_cannot_be_changed_over_ipc(core: Core) -> None:
     owner = core.component("test.Owner", {})
     with pytest.raises(IpcCallError) as err:
-        owner.call("update_configuration", {"keyPath": [], "timestamp": NOW,
+        owner.call("update_configuration", {"keyPath": [], "timestamp": now(),
                                             "valueToMerge": {"accessControl": {"x": {}}}})
     assert err.value.type == "InvalidArgumentsError"
     assert "accessControl" in err.value.message

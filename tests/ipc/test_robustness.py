@@ -9,9 +9,9 @@ import struct
 import zlib
 
 import pytest
-
 from ggsim.eventstream import codec
 from ggsim.eventstream.codec import Header, Message
+
 from tests.ipc.conftest import ALL_PUBSUB, Core
 from tests.support.agents import IpcCallError
 
