@@ -258,3 +258,43 @@ def test_under_the_simulator_an_unopenable_source_reports_errored(core: Any, tmp
         _, err = proc.communicate(timeout=20)
     lines = [line for line in err.splitlines() if "ERROR" in line]
     assert len(lines) == 1 and "cannot open stream rtsp://127.0.0.1:9/none: connection refused" in lines[0], err
+
+
+def test_a_lost_and_restored_source_is_published_as_events(tmp_path: Path) -> None:
+    photos = REPO.parent / "shared" / "data" / "hotdog-photos"
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    originals = sorted(photos.rglob("*.jpg"))[:2]
+    for p in originals:
+        (folder / p.name).write_bytes(p.read_bytes())
+    publish = _Collector()
+    cfg = CaptureConfig(source=str(folder), width=64, height=48, fps=50, stall_timeout=5, max_backoff=0.3)
+    component = CaptureComponent(cfg, publish, ring_dir=tmp_path)
+    component.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=component.run, args=(stop,))
+    runner.start()
+
+    def events() -> list[dict[str, Any]]:
+        return [m for t, m in publish.messages if t == topics.EVENTS]
+
+    try:
+        with publish.cond:
+            assert publish.cond.wait_for(lambda: len(publish.messages) >= 2, 10)
+        for f in folder.iterdir():
+            f.unlink()
+        with publish.cond:
+            assert publish.cond.wait_for(lambda: any(e["kind"] == "source_lost" for e in events()), 15)
+        for p in originals:
+            (folder / p.name).write_bytes(p.read_bytes())
+        with publish.cond:
+            assert publish.cond.wait_for(lambda: any(e["kind"] == "source_restored" for e in events()), 15)
+    finally:
+        stop.set()
+        runner.join(10)
+        component.close()
+    lost = next(e for e in events() if e["kind"] == "source_lost")
+    assert messages.validate(lost) == messages.EVENT
+    assert lost["component"] == "greenlens.Capture" and str(folder) in lost["detail"]
+    assert lost["counters"]["outages"] == 1
+    assert component.snapshot().outages >= 1 and component.snapshot().reconnects >= 1

@@ -121,6 +121,9 @@ class _Runner:
             publish = self.publish_ipc
         try:
             return self._run(publish)
+        except IpcError as exc:
+            log.error("greenlens.Capture stops: %s", exc)
+            return 3
         finally:
             if self.ipc is not None:
                 self.ipc.close()
@@ -177,7 +180,8 @@ class _Runner:
     def _wait_for_new_config(self, component: CaptureComponent) -> bool:
         """After ERRORED: wait (without a crash loop) for a configuration that works, or for the stop."""
         while True:
-            self.interrupt.wait()
+            if not self.interrupt.wait(1.0):
+                continue
             if self.stop.is_set():
                 return False
             self.reload.clear()
