@@ -218,6 +218,16 @@ def test_plan_adds_dependencies_and_gives_config_updates_to_roots_only(tmp_path:
     assert result.configurations == {"com.example.App": {"Mode": "slow"}, "com.example.Lib": {"Level": 1}}
 
 
+def test_the_nucleus_in_a_deployment_is_ggsim_itself(tmp_path: Path, recipes: Any) -> None:
+    recipes.add("com.example.A", "1.0.0", deps={"aws.greengrass.Nucleus": ">=2.0.0"})
+    store = Store(tmp_path / "gg")
+    result = plan(store, {"recipeDirectoryPath": str(recipes.dir), "targetArn": "arn:aws:iot:r:1:thing/core",
+                          "components": {"aws.greengrass.Nucleus": {"componentVersion": "2.12.0"},
+                                         "com.example.A": {"componentVersion": "1.0.0"}}})
+    assert result.versions == {"com.example.A": "1.0.0"}
+    assert result.groups == {"thing/core": {"com.example.A": "1.0.0"}}
+
+
 def test_plan_of_an_update_and_a_removal(tmp_path: Path, recipes: Any) -> None:
     recipes.add("com.example.A", "1.0.0", deps={"com.example.Shared": "*"})
     recipes.add("com.example.A", "2.0.0", deps={"com.example.Shared": "*"})
@@ -248,8 +258,6 @@ def test_plan_of_an_update_and_a_removal(tmp_path: Path, recipes: Any) -> None:
          "No local version of component com.example.Lib satisfies the requirements '^2.0.0' from com.example.A 1.0.0"),
         ("platform", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, "COMPONENT_RECIPE_ERROR",
          "com.example.A 1.0.0 does not claim platform compatibility"),
-        ("ok", {"rootComponentVersionsToAdd": {"aws.greengrass.Nucleus": "2.14.0"}}, "REQUEST_ERROR",
-         "Component aws.greengrass.Nucleus is provided by ggsim itself"),
         ("ok", {"rootComponentVersionsToAdd": {"com.example.A": "3.0.0"}}, "NO_AVAILABLE_COMPONENT_VERSION",
          "No local version of component com.example.A satisfies the requirements '3.0.0' from deployment group "
          "LOCAL_DEPLOYMENT; available versions: 1.0.0"),

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_GROUP = "LOCAL_DEPLOYMENT"
 NUCLEUS_COMPONENT = "aws.greengrass.Nucleus"
+CLI_COMPONENT = "aws.greengrass.Cli"  # ggsim serves the CLI's IPC operations itself
 DEFAULT_NUCLEUS_VERSION = "2.14.0"
 FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
 HEALTHY_STATES = ("RUNNING", "FINISHED")
@@ -463,12 +464,14 @@ def plan_deployment(
 
     running = {name: recipe.version for name, recipe in current.items()}
     new_groups = next_group_roots(groups, doc, running)
-    for name in doc.add if doc.kind == "LOCAL" else (doc.components or {}):
-        if name in builtin:
-            raise DeploymentError(
-                f"Component {name} is provided by ggsim itself (version {builtin[name]}) and cannot be deployed",
-                "REQUEST_ERROR",
-            )
+    for group_name in list(new_groups):
+        for name in [n for n in new_groups[group_name] if n in builtin]:
+            # Real deployment documents often list the nucleus (and the CLI); ggsim is both.
+            log.warning("deployment %s: %s %s is provided by ggsim itself (version %s); ignored",
+                        doc.deployment_id, name, new_groups[group_name][name], builtin[name])
+            del new_groups[group_name][name]
+        if not new_groups[group_name]:
+            del new_groups[group_name]
     roots, owners = merged_roots(new_groups)
 
     loaded: dict[tuple[str, str], Recipe] = {}
@@ -621,7 +624,10 @@ class DeploymentManager:
                 log.error("cannot restore %s %s: %s", name, version, exc)
         self._target = target
         if target:
-            await self._kernel.apply(dict(target))
+            try:
+                await self._kernel.apply(dict(target))
+            except Exception:  # one bad component must not stop the simulator from starting
+                log.exception("re-applying the persisted deployment failed")
 
     def persist(self) -> None:
         """Write groups, target, configuration snapshot and history under the root (also after each deployment)."""
@@ -675,7 +681,8 @@ class DeploymentManager:
         return dict(platform) if platform else detect_platform()
 
     def _builtin(self) -> dict[str, str]:
-        builtin = {NUCLEUS_COMPONENT: str(getattr(self._kernel, "nucleus_version", DEFAULT_NUCLEUS_VERSION))}
+        version = str(getattr(self._kernel, "nucleus_version", DEFAULT_NUCLEUS_VERSION))
+        builtin = {NUCLEUS_COMPONENT: version, CLI_COMPONENT: version}
         builtin.update(getattr(self._kernel, "builtin_components", None) or {})
         return builtin
 
