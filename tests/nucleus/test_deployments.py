@@ -232,3 +232,28 @@ def test_a_restarted_ggsim_comes_back_with_the_same_components(tmp_path: Path, r
     assert json.loads((root / "deployments" / "ggsim-state.json").read_text())["target"] == {
         A: "1.0.0", HELPER: "1.0.0"}
     run(second_life(deployment_id))
+
+
+def test_cloud_deployment_body_replaces_its_targets_roots(tmp_path: Path, recipes: Any) -> None:
+    recipes.add(A, "1.0.0", lifecycle=LONG_RUN, defaults={"Interval": "10"})
+    recipes.add(HELPER, "1.0.0", lifecycle=LONG_RUN)
+    arn = "arn:aws:iot:us-east-1:123456789012:thinggroup/cameras"
+
+    async def scenario() -> None:
+        async with kernel_at(tmp_path / "gg") as kernel:
+            await deploy(kernel, local(recipes, {HELPER: "1.0.0"}))
+            status = await deploy(kernel, {
+                "targetArn": arn, "recipeDirectoryPath": str(recipes.dir),
+                "components": {A: {"componentVersion": "1.0.0",
+                                   "configurationUpdate": {"merge": '{"Interval": 60}'}}},
+            })
+            assert status["status"] == "SUCCEEDED", status
+            assert kernel.config.get(A, ["Interval"]) == 60  # the cloud path keeps JSON integers
+            assert kernel.deployments.groups == {"LOCAL_DEPLOYMENT": {HELPER: "1.0.0"},
+                                                 "thinggroup/cameras": {A: "1.0.0"}}
+            # A new revision for the same target without A removes A; the local group's roots stay.
+            status = await deploy(kernel, {"targetArn": arn, "components": {}})
+            assert status["status"] == "SUCCEEDED", status
+            assert kernel.components() == [HELPER]
+
+    run(scenario())
