@@ -219,9 +219,10 @@ def load_recipe(path: str | Path, platform: Mapping[str, str] | None = None) -> 
 
 
 def parse_recipe_bytes(
-    data: bytes, source: str, fmt: str, *, source_path: Path | None = None
+    data: bytes, source: str, fmt: str, *, source_path: Path | None = None, check_size: bool = True
 ) -> RecipeDocument:
-    if len(data) > MAX_RECIPE_BYTES:
+    """Parse recipe text. `check_size=False` for recipes already accepted (the store re-serialises them)."""
+    if check_size and len(data) > MAX_RECIPE_BYTES:
         raise RecipeError(
             source, "", f"the recipe is {len(data)} bytes; Greengrass accepts at most {MAX_RECIPE_BYTES} bytes"
         )

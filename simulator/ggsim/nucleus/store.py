@@ -142,7 +142,8 @@ class Store:
             data = path.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"no recipe for {name} {version} in the component store ({self.recipes_dir})") from None
-        return parse_recipe_bytes(data, f"{name}@{version} (component store)", "yaml", source_path=path)
+        return parse_recipe_bytes(data, f"{name}@{version} (component store)", "yaml", source_path=path,
+                                  check_size=False)
 
     def load(self, name: str, version: str, platform: Mapping[str, str] | None = None) -> Recipe:
         """The stored recipe of `name` `version`, with the manifest for `platform` selected."""
