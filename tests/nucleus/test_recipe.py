@@ -117,6 +117,14 @@ def test_no_matching_manifest_names_component_and_device() -> None:
     assert "os=windows" in message and message.startswith("mem.yaml: Manifests:")
 
 
+def test_platform_os_and_architecture_keys_are_case_insensitive() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["Manifests"][0]["Platform"] = {"OS": "linux", "Architecture": "aarch64"}
+    assert parse_recipe(doc, "mem", AARCH64).manifest_platform == {"os": "linux", "architecture": "aarch64"}
+    with pytest.raises(PlatformMismatchError):
+        parse_recipe(doc, "mem", AMD64)
+
+
 def test_component_type_is_case_insensitive_and_unknown_keys_are_ignored() -> None:
     doc = copy.deepcopy(MINIMAL) | {"ComponentType": "AWS.GreenGrass.Plugin", "SomethingNew": 1}
     assert parse_recipe(doc, "mem", AMD64).component_type == "aws.greengrass.plugin"

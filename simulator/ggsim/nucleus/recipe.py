@@ -478,6 +478,8 @@ def _parse_manifest(check: _Checker, value: Any, path: str, index: int) -> Manif
         ppath = _join(path, pkey)
         for attr, want in check.mapping(pvalue, ppath).items():
             apath = _join(ppath, attr)
+            if attr.lower() in ("os", "architecture"):  # the nucleus's own properties: case-insensitive
+                attr = attr.lower()
             if want is not None:
                 want = check.string(want, apath)
                 _check_platform_value(check, want, apath)
