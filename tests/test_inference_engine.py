@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from greenlens_inference import BundleError, Engine, build_result_message, load_bundle
+from greenlens_inference import BundleError, Engine, build_result_message, check_result_message, load_bundle
 from greenlens_inference.ssd import generate_anchors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +177,7 @@ def test_result_message_is_a_small_json_greenlens_result(hotdog_engine: Engine) 
     encoded = json.dumps(message)
     assert len(encoded.encode()) < 10_000  # fits one Greengrass IPC frame (nucleus lite cap)
     decoded = json.loads(encoded)
+    check_result_message(decoded)
     assert decoded["schema"] == "greenlens.result/1"
     assert decoded["seq"] == 42 and decoded["captured_at"] == 1700000000.25 and decoded["source"] == "file:sample"
     manifest = json.loads((HOTDOG_BUNDLE / "model.json").read_text())
@@ -186,6 +187,9 @@ def test_result_message_is_a_small_json_greenlens_result(hotdog_engine: Engine) 
     assert decoded["top_k"] == result["top_k"] and decoded["timings_ms"] == result["timings_ms"]
     with pytest.raises(ValueError, match="seq is -1"):
         build_result_message(result, hotdog_engine.bundle.model_info(), seq=-1, captured_at=1.0, source="x")
+    decoded["verdict"]["present"] = "yes"
+    with pytest.raises(ValueError, match="field 'verdict.present': 'yes' is not of type 'boolean'"):
+        check_result_message(decoded)
 
 
 # --- face detection ------------------------------------------------------------------------------------
@@ -220,6 +224,12 @@ def test_face_detector_finds_the_face_where_it_is(face_engine: Engine) -> None:
     x0, y0, x1, y1 = face_box(face_engine, frame)
     # The face (eyes to chin) lies around the middle, upper half of the portrait.
     assert 0.25 < x0 < 0.4 and 0.6 < x1 < 0.8 and 0.15 < y0 < 0.32 and 0.5 < y1 < 0.65
+
+    message = build_result_message(
+        face_engine.infer(frame), face_engine.bundle.model_info(), seq=0, captured_at=0.0, source="photo"
+    )
+    check_result_message(json.loads(json.dumps(message)))
+    assert message["model"]["task"] == "detection" and message["detections"][0]["box"] == [x0, y0, x1, y1]
 
     # Mirrored, the box mirrors.
     mx0, my0, mx1, my1 = face_box(face_engine, cv2.flip(frame, 1))

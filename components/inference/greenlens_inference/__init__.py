@@ -3,7 +3,7 @@
 from .bundle import Bundle, BundleError, load_bundle
 from .engine import Engine
 from .message import SCHEMA as RESULT_SCHEMA
-from .message import build_result_message
+from .message import build_result_message, check_result_message
 from .preprocess import preprocess
 from .runtime import RUNTIME
 
@@ -14,6 +14,7 @@ __all__ = [
     "BundleError",
     "Engine",
     "build_result_message",
+    "check_result_message",
     "load_bundle",
     "preprocess",
 ]

@@ -9,10 +9,16 @@ Consumers accept any greenlens.result/1.x and ignore fields they do not know (de
 
 from __future__ import annotations
 
+import json
 import math
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 SCHEMA = "greenlens.result/1"
+SCHEMA_FILE = Path(__file__).with_name("result.schema.json")
 _RESULT_KEYS = ("verdict", "top_k", "detections", "timings_ms")
 _MODEL_KEYS = ("name", "version", "sha256", "task")
 
@@ -45,3 +51,16 @@ def build_result_message(
         "detections": list(result["detections"]),
         "timings_ms": dict(result["timings_ms"]),
     }
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def check_result_message(message: Any) -> None:
+    """Raise ValueError naming the field if `message` is not a greenlens.result/1 message (result.schema.json)."""
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(message))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"greenlens.result/1 message: field '{where}': {error.message}")
