@@ -73,9 +73,14 @@ class _Runner:
         self.reload = threading.Event()
         self.interrupt = threading.Event()  # set by stop or reload: wakes the capture loop
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self) -> None:
         self.stop.set()
         self.interrupt.set()
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        # A signal handler runs between two bytecodes of the main thread, possibly while it holds the lock
+        # of the very Event it waits on: setting events here could deadlock. A short thread does it.
+        threading.Thread(target=self.request_stop, name=f"signal-{signum}", daemon=True).start()
 
     def request_reload(self, key_path: list[str]) -> None:
         log.info("configuration changed (%s)", "/".join(key_path) or "all")
@@ -198,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = _Runner(args)
-    signal.signal(signal.SIGTERM, runner.request_stop)
-    signal.signal(signal.SIGINT, runner.request_stop)
+    signal.signal(signal.SIGTERM, runner.on_signal)
+    signal.signal(signal.SIGINT, runner.on_signal)
     return runner.run()
 
 
