@@ -22,7 +22,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from greenlens_inference import Engine, load_bundle  # noqa: E402
+from greenlens_inference import BundleError, Engine, load_bundle  # noqa: E402
 from greenlens_inference.verdict import check_threshold  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="threshold rule's threshold (default: model.json's)")
     parser.add_argument("--limit", type=int, help="use only the first N photos of each class")
     args = parser.parse_args(argv)
-    bundle = load_bundle(args.bundle)
-    threshold = check_threshold(
-        bundle.label_of_interest["threshold"] if args.threshold is None else args.threshold
-    )
-    engine = Engine(bundle, threads=args.threads)
+    try:
+        bundle = load_bundle(args.bundle)
+        threshold = check_threshold(
+            bundle.label_of_interest["threshold"] if args.threshold is None else args.threshold
+        )
+        engine = Engine(bundle, threads=args.threads)
+    except (BundleError, ValueError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
     photos = labelled_photos(args.photos, args.limit)
     report = evaluate(engine, photos, threshold)
     label = bundle.label_of_interest["label"]
