@@ -1,0 +1,180 @@
+"""`ggsim` as a person or a script uses it: a real core in its own process, commands from others."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+GGSIM = [sys.executable, "-m", "ggsim.cli"]
+
+ECHO = textwrap.dedent("""\
+    import json, os, sys
+    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+    from awsiot.greengrasscoreipc.model import QOS
+    ipc = GreengrassCoreIPCClientV2()
+    thing = os.environ["AWS_IOT_THING_NAME"]
+    def on_event(event):
+        body = dict(event.json_message.message, svcuid_set=bool(os.environ.get("SVCUID")))
+        ipc.publish_to_iot_core(topic_name=f"pong/{thing}", qos=QOS.AT_LEAST_ONCE, payload=json.dumps(body).encode())
+    ipc.subscribe_to_topic(topic="ping", on_stream_event=on_event)
+    print("echo ready", flush=True)
+    ipc.update_state(state="RUNNING")
+    import threading; threading.Event().wait()
+""")
+
+
+def recipe(name: str, version: str, lifecycle: dict, config: dict | None = None) -> dict:
+    doc = {"RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": version,
+           "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": lifecycle}]}
+    if config is not None:
+        doc["ComponentConfiguration"] = {"DefaultConfiguration": config}
+    return doc
+
+
+class Ggsim:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc: subprocess.Popen[str] | None = None
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*GGSIM, "--root", str(self.root), *args], capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"ggsim {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def json(self, *args: str) -> object:
+        return json.loads(self.run("--json", *args).stdout)
+
+    def up(self, *args: str) -> None:
+        info = self.root / "cli_ipc_info" / "ggsim.json"
+        info.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([*GGSIM, "--root", str(self.root), "up", *args], text=True,
+                                     stderr=open(self.root.parent / "ggsim-up.log", "a"))
+        deadline = time.monotonic() + 30
+        while not info.exists():  # the core writes this file once it serves IPC
+            assert self.proc.poll() is None, (self.root.parent / "ggsim-up.log").read_text()
+            assert time.monotonic() < deadline, "ggsim up did not come up"
+            time.sleep(0.05)
+
+    def down(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+@pytest.fixture
+def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
+    g = Ggsim(tmp_path / "root")
+    g.root.mkdir()
+    g.up("--thing-name", "cam-7")
+    yield g
+    if g.proc and g.proc.poll() is None:
+        assert g.down() == 0
+
+
+def write_recipes(folder: Path, *docs: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in docs:
+        (folder / f"{doc['ComponentName']}-{doc['ComponentVersion']}.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def echo_recipe(tmp_path: Path) -> dict:
+    script = tmp_path / "echo.py"
+    script.write_text(ECHO)
+    access = {"aws.greengrass.ipc.pubsub": {"echo:sub": {"operations": ["aws.greengrass#SubscribeToTopic"],
+                                                         "resources": ["ping"]}},
+              "aws.greengrass.ipc.mqttproxy": {"echo:pub": {"operations": ["aws.greengrass#PublishToIoTCore"],
+                                                            "resources": ["pong/{iot:thingName}", "pong/+"]}}}
+    return recipe("test.Echo", "1.0.0", {"Run": f"{sys.executable} -u {script}"}, {"accessControl": access})
+
+
+def test_deploy_watch_and_talk_to_a_component(ggsim: Ggsim, tmp_path: Path) -> None:
+    recipes = write_recipes(tmp_path / "recipes", echo_recipe(tmp_path))
+    created = ggsim.json("deployment", "create", "--recipeDir", str(recipes), "--merge", "test.Echo=1.0.0",
+                         "--wait")
+    assert created["status"] == "SUCCEEDED"
+    components = {c["componentName"]: c for c in ggsim.json("component", "list")}
+    assert components["test.Echo"]["state"] == "RUNNING" and components["test.Echo"]["version"] == "1.0.0"
+
+    watcher = subprocess.Popen([*GGSIM, "--root", str(ggsim.root), "--json", "iotcore", "sub", "pong/#",
+                                "--count", "1"], stdout=subprocess.PIPE, text=True)
+    # Publish until the watcher has subscribed and the echo answered (each ping is answered once).
+    deadline = time.monotonic() + 30
+    line = ""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(watcher.stdout, selectors.EVENT_READ)
+    while not line and time.monotonic() < deadline:
+        ggsim.run("pubsub", "pub", "ping", '{"n": 1}')
+        if selector.select(timeout=0.5):
+            line = watcher.stdout.readline()
+    watcher.wait(10)
+    message = json.loads(line)
+    assert message["topic"] == "pong/cam-7"
+    assert message["json"] == {"n": 1.0, "svcuid_set": True}
+
+    log = ggsim.run("logs", "test.Echo").stdout
+    assert "echo ready" in log and "[INFO]" in log
+
+
+def test_restart_stop_and_exit_codes(ggsim: Ggsim, tmp_path: Path) -> None:
+    sleeper = recipe("test.Sleeper", "1.0.0", {"Run": "echo started $$; exec sleep 600"})
+    broken = recipe("test.Broken", "1.0.0", {"Startup": "echo cannot start >&2; exit 3"})
+    recipes = write_recipes(tmp_path / "recipes", sleeper, broken)
+    ggsim.run("deployment", "create", "-r", str(recipes), "-m", "test.Sleeper=1.0.0", "--wait")
+
+    assert ggsim.json("component", "restart", "-n", "test.Sleeper") == {"test.Sleeper": "SUCCEEDED"}
+    assert ggsim.json("component", "stop", "-n", "test.Sleeper") == {"test.Sleeper": "SUCCEEDED"}
+
+    failed = ggsim.run("--json", "deployment", "create", "-r", str(recipes), "-m", "test.Broken=1.0.0",
+                       "--wait", "--failure-handling-policy", "ROLLBACK", check=False)
+    assert failed.returncode == 1
+    status = json.loads(failed.stdout)
+    assert status["status"] == "FAILED"
+    names = {c["componentName"] for c in ggsim.json("component", "list")}
+    assert "test.Broken" not in names  # rolled back
+    history = ggsim.json("deployment", "list")
+    assert [d["status"] for d in history] == ["SUCCEEDED", "FAILED"]
+
+    bad = ggsim.run("deployment", "create", "-m", "no-version", check=False)
+    assert bad.returncode == 2 and "NAME=VERSION" in bad.stderr
+    missing = ggsim.run("component", "details", "-n", "no.Such", check=False)
+    assert missing.returncode == 1 and "no.Such" in missing.stderr
+
+
+def test_not_running_is_exit_code_3(tmp_path: Path) -> None:
+    result = Ggsim(tmp_path / "nothing").run("component", "list", check=False)
+    assert result.returncode == 3 and "not running" in result.stderr
+
+
+def test_a_restarted_core_brings_its_components_back(ggsim: Ggsim, tmp_path: Path) -> None:
+    marker = tmp_path / "starts.txt"
+    counting = recipe("test.Counting", "1.0.0", {"Run": f"echo start >> {marker}; exec sleep 600"},
+                      {"greeting": "hello"})
+    recipes = write_recipes(tmp_path / "recipes", counting)
+    ggsim.run("deployment", "create", "-r", str(recipes), "-m", "test.Counting=1.0.0",
+              "-c", json.dumps({"test.Counting": {"MERGE": {"greeting": "bonjour"}}}), "--wait")
+    assert ggsim.down() == 0
+    assert not (ggsim.root / "cli_ipc_info" / "ggsim.json").exists()
+    ggsim.up()
+    deadline = time.monotonic() + 30
+    while marker.read_text().count("start") < 2:
+        assert time.monotonic() < deadline, "the component did not start again"
+        time.sleep(0.1)
+    details = ggsim.json("component", "details", "-n", "test.Counting")
+    assert details["state"] == "RUNNING"
+    assert details["configuration"] == {"greeting": "bonjour"}
+    assert os.path.exists(ggsim.root / "config" / "effectiveConfig.yaml")
