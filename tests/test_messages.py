@@ -93,6 +93,9 @@ def test_bad_result_names_the_field() -> None:
     msg["detections"] = [{"label": "face", "score": 0.5, "box": [0, 0, 1]}]
     with pytest.raises(MessageError, match="field detections/0/box"):
         validate(msg)
+    msg["detections"] = [{"label": "face", "score": 0.5, "box": [0, 0, 1, 480]}]
+    with pytest.raises(MessageError, match="field detections/0/box/3: 480 is greater than the maximum of 1"):
+        validate(msg)
 
 
 def test_builders_produce_valid_messages() -> None:
@@ -108,9 +111,9 @@ def test_builders_produce_valid_messages() -> None:
         seq=4, captured_at=2.0, source="synthetic",
         model={"name": "m", "version": "1.0.0", "sha256": "0" * 64, "task": "detection"},
         verdict={"label": "face", "present": True, "score": 0.8},
-        detections=[{"label": "face", "score": 0.8, "box": [1, 2, 30, 40]}], timings_ms={"inference": 4},
+        detections=[{"label": "face", "score": 0.8, "box": [0, 0.25, 0.5, 1]}], timings_ms={"inference": 4},
     )
-    assert result["detections"][0]["box"] == [1.0, 2.0, 30.0, 40.0]
+    assert result["detections"][0]["box"] == [0.0, 0.25, 0.5, 1.0] and result["top_k"] == []
     event = messages.event_message(component="greenlens.Capture", kind="source_lost", detail="x",
                                    counters={"outages": 1})
     assert validate(event) == messages.EVENT

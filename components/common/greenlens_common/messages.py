@@ -67,10 +67,11 @@ RESULT_SCHEMA: dict[str, Any] = {
     "$id": "greenlens.result/1",
     "title": "What the model saw in one frame",
     "type": "object",
-    "required": ["schema", "seq", "captured_at", "source", "model", "verdict", "timings_ms"],
+    "required": ["schema", "seq", "captured_at", "source", "model", "verdict", "top_k", "detections",
+                 "timings_ms"],
     "properties": {
         "schema": _schema_field(RESULT),
-        "seq": _POS_INT,
+        "seq": _NONNEG_INT,
         "captured_at": {"type": "number", "minimum": 0},
         "source": {"type": "string", "minLength": 1},
         "model": {
@@ -93,7 +94,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["index", "label", "score"],
-                "properties": {"index": _NONNEG_INT, "label": {"type": "string"}, "score": _SCORE},
+                "properties": {"index": _NONNEG_INT, "label": {"type": "string"}, "score": _NUM},
             },
         },
         "detections": {
@@ -103,8 +104,9 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "required": ["label", "score", "box"],
                 "properties": {
                     "label": {"type": "string"},
-                    "score": _SCORE,
-                    "box": {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4},
+                    "score": _NUM,
+                    "box": {"description": "[x0, y0, x1, y1], normalised to the frame (0..1)", "type": "array",
+                            "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 4, "maxItems": 4},
                 },
             },
         },
@@ -222,10 +224,8 @@ def result_message(
         "schema": f"{RESULT}/{MAJOR}", "seq": int(seq), "captured_at": float(captured_at), "source": source,
         "model": dict(model), "verdict": dict(verdict), "timings_ms": {k: float(v) for k, v in timings_ms.items()},
     }
-    if top_k is not None:
-        msg["top_k"] = [dict(t) for t in top_k]
-    if detections is not None:
-        msg["detections"] = [{**d, "box": [float(x) for x in d["box"]]} for d in detections]
+    msg["top_k"] = [dict(t) for t in top_k or ()]
+    msg["detections"] = [{**d, "box": [float(x) for x in d["box"]]} for d in detections or ()]
     validate(msg)
     return msg
 
