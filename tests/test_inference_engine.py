@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from greenlens_inference import BundleError, Engine, build_result_message, check_result_message, load_bundle
-from greenlens_inference.ssd import generate_anchors
+from greenlens_inference.ssd import generate_anchors, non_max_suppression
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
@@ -142,6 +143,33 @@ def test_threads_change_at_run_time_without_changing_results() -> None:
     assert two["verdict"]["score"] == pytest.approx(one["verdict"]["score"], abs=1e-4)
 
 
+def test_settings_change_safely_while_another_thread_infers() -> None:
+    engine = Engine(HOTDOG_BUNDLE, threads=1)
+    frame = photo("hotdog", CLEAR_HOTDOGS[1])
+    results: list[dict] = []
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def worker() -> None:
+        try:
+            for _ in range(30):
+                results.append(engine.infer(frame))
+                started.set()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert started.wait(timeout=60)
+    for i in range(10):
+        engine.set_threads(1 + i % 2)
+        engine.set_threshold(0.05 * i)
+    thread.join(timeout=120)
+    assert not thread.is_alive() and not errors, errors
+    assert len(results) == 30 and all(r["top_k"][0]["index"] == 934 for r in results)
+
+
 @pytest.mark.parametrize(
     ("setter", "value", "words"),
     [
@@ -201,6 +229,21 @@ def test_short_range_anchors_follow_mediapipe_layout() -> None:
     assert np.allclose(anchors[:2, :2], [[0.5 / 16, 0.5 / 16]] * 2)
     assert np.allclose(anchors[512, :2], [0.5 / 8, 0.5 / 8]) and np.allclose(anchors[-1, :2], [7.5 / 8, 7.5 / 8])
     assert np.all(anchors[:, 2:] == 1.0)  # fixed_anchor_size
+
+
+def test_nms_merges_overlapping_boxes_and_keeps_separate_ones() -> None:
+    boxes = np.array(
+        [[0.10, 0.10, 0.30, 0.30], [0.12, 0.10, 0.32, 0.30], [0.60, 0.60, 0.80, 0.80], [0.5, 0.5, 0.5, 0.5]],
+        dtype=np.float32,
+    )
+    scores = np.array([0.9, 0.6, 0.7, 0.95], dtype=np.float32)
+    weighted = non_max_suppression(boxes, scores, 0.3, weighted=True, max_detections=10)
+    # best first; the zero-area box stands alone; the two overlapping boxes become one, score-weighted
+    assert [round(score, 2) for _, score, _ in weighted] == [0.95, 0.9, 0.7]
+    assert np.allclose(weighted[1][0], (boxes[0] * 0.9 + boxes[1] * 0.6) / 1.5)
+    assert sorted(weighted[1][2].tolist()) == [0, 1]
+    plain = non_max_suppression(boxes, scores, 0.3, weighted=False, max_detections=2)
+    assert len(plain) == 2 and np.allclose(plain[1][0], boxes[0])
 
 
 @pytest.mark.parametrize(("folder", "name"), [("hotdog", CLEAR_HOTDOGS[0]), ("not_hotdog", CLEAR_NEGATIVES[0])])
