@@ -80,6 +80,18 @@ class Ipc:
         )
         self._wait(f"PublishToTopic {topic}", fut, timeout)
 
+    def publish_to_iot_core(self, topic: str, payload: bytes, qos: int = 0, timeout: float | None = None) -> None:
+        """PublishToIoTCore (the nucleus's MQTT connection); ``qos`` 0 (at most once) or 1 (at least once)."""
+        from awsiot.greengrasscoreipc import model
+
+        if qos not in (0, 1):
+            raise IpcError(f"IPC PublishToIoTCore {topic}: qos {qos!r} is not valid: expected 0 or 1")
+        fut = self._client.publish_to_iot_core_async(
+            topic_name=topic, qos=model.QOS.AT_MOST_ONCE if qos == 0 else model.QOS.AT_LEAST_ONCE,
+            payload=payload, content_type="application/json",
+        )
+        self._wait(f"PublishToIoTCore {topic}", fut, timeout)
+
     def subscribe_json(
         self, topic: str, on_message: Callable[[dict[str, Any], str], None], timeout: float | None = None
     ) -> Subscription:
