@@ -238,6 +238,9 @@ class Kernel:
                     other.wake()
         self._notify()
 
+    def on_progress(self, service: ComponentService) -> None:
+        self._notify()
+
     def dependencies_ready(self, service: ComponentService) -> bool:
         for dep, spec in service.recipe.dependencies.items():
             if str(spec.dependency_type).upper() != "HARD":

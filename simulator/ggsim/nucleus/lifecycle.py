@@ -69,6 +69,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "startup": 120.0,
     "shutdown": 15.0,
     "recover": 60.0,
+    "uninstall": 120.0,
 }
 DEFAULT_ERROR_RESET_TIME = 3600.0
 MAX_CONTINUAL_ERRORS = 3
@@ -85,6 +86,9 @@ class ServiceHost(Protocol):
     logs: GreengrassLogs
 
     def dependencies_ready(self, service: ComponentService) -> bool: ...
+
+    def on_progress(self, service: ComponentService) -> None:
+        """The component handled a request without changing state (waiters re-check ``settled``)."""
 
     def on_state_change(self, service: ComponentService, old: State, new: State) -> None: ...
 
@@ -269,6 +273,7 @@ class ComponentService:
             self._wake.clear()
             try:
                 await handlers[self.state]()
+                self.host.on_progress(self)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug or an OS error must not kill the component's task silently

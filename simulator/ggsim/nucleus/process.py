@@ -398,7 +398,7 @@ class ProcessRunner:
                 "RequiresPrivilege is set but ggsim does not run as root; the step runs as the current user",
                 {**ctx(), "user": _user_name()},
             )
-        proc = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
             "sh", "-c", script,
             cwd=str(cwd),
             env=env,
@@ -407,7 +407,16 @@ class ProcessRunner:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
             limit=_LINE_LIMIT,
-        )
+        ))
+        try:
+            # never cancel a spawn half-way: asyncio would kill the shell only and then wait for the
+            # orphaned children to close its pipes
+            proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                orphan = await spawn
+                await ScriptProcess(component, step, orphan, [], self.grace).stop()
+            raise
         self.logs.component(component, "INFO", "shell-runner-start", "",
                             {**ctx(), "command": f'["{script}"]'}, also_kernel=False)
         readers = [
