@@ -1,0 +1,7 @@
+"""``python -m greenlens_publisher``: see greenlens_publisher.main."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

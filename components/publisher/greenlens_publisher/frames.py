@@ -1,0 +1,132 @@
+"""Pixels of frame descriptors: read from the shared-memory ring (or the inline JPEG), and the newest
+image of each stream, encoded to JPEG once per frame however many viewers there are."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from greenlens_common import messages
+from greenlens_common.ring import RingError, RingReader
+
+log = logging.getLogger("greenlens.publisher.frames")
+
+
+@dataclass(frozen=True)
+class Image:
+    seq: int
+    captured_at: float
+    image: np.ndarray
+
+
+class FrameReader:
+    """Reads the frame a ``greenlens.frame/1`` descriptor points at; None once its ring slot was overwritten."""
+
+    def __init__(self, ring_dir: str | os.PathLike[str] | None = None) -> None:
+        self.ring_dir = ring_dir
+        self._readers: dict[str, RingReader] = {}
+        self._complained: set[str] = set()
+        self.errors = 0
+
+    def read(self, descriptor: Mapping[str, Any]) -> Image | None:
+        seq = int(descriptor["seq"])
+        captured_at = float(descriptor["captured_at"])
+        ring = descriptor.get("ring")
+        if ring is None:
+            try:
+                data = np.frombuffer(messages.frame_jpeg(descriptor), np.uint8)
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            except (messages.MessageError, cv2.error) as exc:
+                return self._error("inline", f"frame {seq}: inline JPEG is unusable: {exc}")
+            if image is None:
+                return self._error("inline", f"frame {seq}: inline JPEG could not be decoded")
+            return Image(seq, captured_at, image)
+        reader = self._reader(str(ring["name"]))
+        if reader is None:
+            return None
+        try:
+            frame = reader.read(int(ring["slot"]), int(ring["slot_seq"]))
+        except RingError as exc:
+            return self._error(reader.name, str(exc))
+        if frame is None:
+            return None
+        return Image(seq, captured_at, frame.image)
+
+    def _reader(self, name: str) -> RingReader | None:
+        reader = self._readers.get(name)
+        if reader is not None and reader.closed_by_owner:
+            reader.close()  # Capture made a new ring under the same name
+            reader = None
+            del self._readers[name]
+        if reader is None:
+            try:
+                reader = RingReader(name, directory=self.ring_dir)
+            except RingError as exc:
+                self._error(name, str(exc))
+                return None
+            self._readers[name] = reader
+            self._complained.discard(name)
+        return reader
+
+    def _error(self, key: str, text: str) -> None:
+        self.errors += 1
+        if key not in self._complained:
+            self._complained.add(key)
+            log.error("cannot read frames: %s", text)
+        return None
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
+class LatestImage:
+    """The newest image of one stream; JPEG-encoded lazily (once per version); listeners hear of updates."""
+
+    def __init__(self, name: str, placeholder: np.ndarray, quality: int = 80) -> None:
+        self.name = name
+        self.quality = quality
+        self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self._image: Image | None = None
+        self._placeholder = placeholder
+        self.version = 0
+        self._jpeg: tuple[int, bytes] | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def update(self, image: Image) -> None:
+        with self._lock:
+            self._image = image
+            self.version += 1
+        for callback in list(self._listeners):
+            callback()
+
+    @property
+    def current(self) -> Image | None:
+        with self._lock:
+            return self._image
+
+    def jpeg(self) -> tuple[int, bytes]:
+        """``(version, JPEG bytes)`` of the newest image (the placeholder before the first)."""
+        with self._encode_lock:
+            with self._lock:
+                version, image = self.version, self._image
+            cached = self._jpeg
+            if cached is not None and cached[0] == version:
+                return cached
+            pixels = image.image if image is not None else self._placeholder
+            ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
+            if not ok:
+                raise RuntimeError(f"{self.name}: JPEG encoding failed")
+            self._jpeg = (version, buf.tobytes())
+            return self._jpeg

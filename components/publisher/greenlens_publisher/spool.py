@@ -1,0 +1,198 @@
+"""A bounded on-disk spool of IoT Core messages, kept in order across restarts.
+
+One file per message, ``<12-digit number>.json`` in the spool folder: the number gives the order and
+survives a restart (a new spool object scans the folder). A file is written under a temporary name and
+renamed, so a crash never leaves half a message. Bounds: a number of messages and of bytes; a message
+that does not fit makes the oldest overflow (they are counted by kind, never dropped silently). A folder
+that cannot be created or written, or a full disk, is one clear log line and a counted drop, not a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("greenlens.publisher.spool")
+
+_NAME = re.compile(r"^(\d{12})\.json$")
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    topic: str
+    payload: bytes
+    kind: str
+    """``result`` or ``event`` (how overflow is counted)."""
+
+
+class Spool:
+    """See the module docstring. Thread-safe."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int, max_messages: int) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.max_messages = max_messages
+        self._lock = threading.Lock()
+        self._index: deque[tuple[int, int, str]] = deque()  # (number, size, kind)
+        self._bytes = 0
+        self._next = 1
+        self.overflowed: Counter[str] = Counter()
+        """Messages pushed out (the oldest first) to make room, by kind."""
+        self.failed: Counter[str] = Counter()
+        """Messages that could not be written (full disk, unwritable folder), by kind."""
+        self.corrupt = 0
+        self.error: str | None = None
+        """The last write problem, for /api/status (None once writes work again)."""
+        self._load()
+
+    # -- state
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._index)
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "dir": str(self.directory), "messages": len(self._index), "bytes": self._bytes,
+                "max_messages": self.max_messages, "max_bytes": self.max_bytes,
+                "overflowed": dict(self.overflowed), "write_failed": dict(self.failed),
+                "corrupt": self.corrupt, "error": self.error,
+            }
+
+    def _load(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            entries = list(os.scandir(self.directory))
+        except OSError as exc:
+            self.error = f"cannot use spool folder {self.directory}: {exc.strerror or exc}"
+            log.error("spool: %s; messages IoT Core does not take will be counted as dropped", self.error)
+            return
+        found: list[tuple[int, int, str]] = []
+        for entry in entries:
+            m = _NAME.match(entry.name)
+            if m is None:
+                if entry.name.endswith(".tmp"):
+                    _unlink(Path(entry.path))  # a write interrupted by a crash: never renamed, never complete
+                continue
+            try:
+                size = entry.stat().st_size
+            except OSError:
+                continue
+            found.append((int(m[1]), size, "unknown"))
+        found.sort()
+        self._index.extend(found)
+        self._bytes = sum(size for _, size, _ in found)
+        if found:
+            self._next = found[-1][0] + 1
+            log.info("spool: %d message(s) (%d bytes) left from before in %s will be sent first",
+                     len(found), self._bytes, self.directory)
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number:012d}.json"
+
+    # -- writing
+
+    def set_limits(self, *, max_bytes: int, max_messages: int) -> None:
+        """New bounds; if the spool holds more, the oldest overflow (counted)."""
+        with self._lock:
+            self.max_bytes, self.max_messages = max_bytes, max_messages
+            self._make_room(0)
+
+    def _make_room(self, size: int) -> None:
+        while self._index and (len(self._index) + (1 if size else 0) > self.max_messages
+                               or self._bytes + size > self.max_bytes):
+            number, old_size, kind = self._index.popleft()
+            if kind == "unknown":
+                kind = self._kind_of(number)
+            _unlink(self._path(number))
+            self._bytes -= old_size
+            self.overflowed[kind] += 1
+
+    def _kind_of(self, number: int) -> str:
+        try:
+            return str(json.loads(self._path(number).read_bytes()).get("kind") or "unknown")
+        except (OSError, ValueError, AttributeError):
+            return "unknown"
+
+    def append(self, message: SpooledMessage) -> bool:
+        """Add a message at the tail; False (counted, logged) when it could not be written."""
+        data = json.dumps({"topic": message.topic, "kind": message.kind,
+                           "payload": message.payload.decode("utf-8")}).encode()
+        with self._lock:
+            if len(data) > self.max_bytes:
+                self.overflowed[message.kind] += 1
+                log.error("spool: a %s message of %d bytes is larger than the whole spool (%d bytes); dropped",
+                          message.kind, len(data), self.max_bytes)
+                return False
+            self._make_room(len(data))
+            number = self._next
+            path = self._path(number)
+            tmp = path.with_suffix(".tmp")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except OSError as exc:
+                _unlink(tmp)
+                self.failed[message.kind] += 1
+                why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+                self.error = f"cannot write {path}: {why}"
+                n = sum(self.failed.values())
+                if n == 1 or n % 100 == 0:
+                    log.error("spool: %s; %s message dropped (%d dropped so far)", self.error, message.kind, n)
+                return False
+            self.error = None
+            self._next = number + 1
+            self._index.append((number, len(data), message.kind))
+            self._bytes += len(data)
+            return True
+
+    # -- reading (the head)
+
+    def peek(self) -> SpooledMessage | None:
+        """The oldest message (unreadable files are removed and counted as corrupt)."""
+        with self._lock:
+            while self._index:
+                number = self._index[0][0]
+                try:
+                    doc = json.loads(self._path(number).read_bytes())
+                    return SpooledMessage(str(doc["topic"]), str(doc["payload"]).encode("utf-8"),
+                                          str(doc.get("kind") or "unknown"))
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    log.error("spool: %s is unreadable (%s); removed", self._path(number), exc)
+                    self.corrupt += 1
+                    self._pop_locked()
+            return None
+
+    def pop(self) -> None:
+        """Remove the oldest message (after it was sent)."""
+        with self._lock:
+            self._pop_locked()
+
+    def _pop_locked(self) -> None:
+        if self._index:
+            number, size, _ = self._index.popleft()
+            _unlink(self._path(number))
+            self._bytes -= size
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
