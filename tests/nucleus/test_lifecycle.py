@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -473,3 +474,75 @@ def test_state_events_are_awaitable_from_many_waiters(
             return await asyncio.gather(*waiters)
 
     assert run_async(scenario()) == ["RUNNING"] * 3
+
+
+def test_errors_further_apart_than_error_reset_time_never_break(
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+) -> None:
+    recipe = make_recipe("resilient", lifecycle={"ErrorResetTime": 0.000001, "Run": "exec sleep 60"})
+
+    async def scenario() -> None:
+        async with running_kernel() as kernel:
+            await kernel.apply({"resilient": recipe})
+            await kernel.wait_for_state("resilient", "RUNNING", T)
+            for _ in range(4):
+                since = len(kernel.history("resilient"))
+                [pid] = kernel.component_pids("resilient")
+                os.kill(pid, signal.SIGKILL)
+                await kernel.wait_for_state("resilient", "ERRORED", T, since=since)
+                await kernel.wait_for_state("resilient", "RUNNING", T, since=since)
+            assert "BROKEN" not in kernel.history("resilient")
+
+    run_async(scenario())
+
+
+def test_component_environment_and_setenv_through_the_kernel(
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+) -> None:
+    dump = f"{sys.executable} -c 'import json, os; json.dump(dict(os.environ), open(\"env.json\", \"w\"))'"
+    recipe = make_recipe("env.Dump", lifecycle={
+        "Setenv": {"LEVEL": "lifecycle", "ONLY_LIFECYCLE": "yes"},
+        "Run": {"Script": dump, "Setenv": {"LEVEL": "step"}},
+    })
+
+    async def scenario() -> None:
+        async with running_kernel(thing_name="thing-9", region="eu-central-1") as kernel:
+            await kernel.apply({"env.Dump": recipe})
+            await kernel.wait_for_state("env.Dump", "FINISHED", T)
+            env = json.loads((work(kernel, "env.Dump") / "env.json").read_text())
+            assert kernel.tokens.lookup(env["SVCUID"]) == "env.Dump"
+            assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == str(kernel.socket_path)
+            assert (env["AWS_IOT_THING_NAME"], env["AWS_REGION"]) == ("thing-9", "eu-central-1")
+            assert (env["LEVEL"], env["ONLY_LIFECYCLE"]) == ("step", "yes")
+
+    run_async(scenario())
+
+
+def test_pause_and_resume_freeze_and_thaw_the_processes(
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+) -> None:
+    recipe = make_recipe("pausable", lifecycle={"Run": "exec sleep 60"})
+
+    async def scenario() -> None:
+        async with running_kernel() as kernel:
+            await kernel.apply({"pausable": recipe})
+            await kernel.wait_for_state("pausable", "RUNNING", T)
+            [pid] = kernel.component_pids("pausable")
+            await kernel.pause_component("pausable")
+            stopped = await asyncio.to_thread(os.waitid, os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
+            assert stopped.si_code == os.CLD_STOPPED
+            await kernel.resume_component("pausable")
+            resumed = await asyncio.to_thread(os.waitid, os.P_PID, pid, os.WCONTINUED | os.WNOWAIT)
+            assert resumed.si_code == os.CLD_CONTINUED
+            try:
+                await kernel.pause_component("nope")
+            except ValueError as exc:
+                assert "Component with name nope not found" in str(exc)
+            else:
+                raise AssertionError("pausing an unknown component must fail")
+            # a paused component still stops cleanly
+            await kernel.pause_component("pausable")
+            assert kernel.stop_component("pausable")
+            await kernel.wait_for_state("pausable", "FINISHED", T)
+
+    run_async(scenario())

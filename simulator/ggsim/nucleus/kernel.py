@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -322,6 +323,24 @@ class Kernel:
         self.logs.component(name, "INFO", "service-stop-requested", "", {"serviceName": name})
         service.request_stop()
         return True
+
+    async def pause_component(self, name: str) -> None:
+        """IPC PauseComponent: freeze the component's processes (SIGSTOP; the nucleus uses a cgroup freezer)."""
+        self._signal_component(name, signal.SIGSTOP, "service-paused")
+
+    async def resume_component(self, name: str) -> None:
+        """IPC ResumeComponent: let a paused component's processes run again (SIGCONT)."""
+        self._signal_component(name, signal.SIGCONT, "service-resumed")
+
+    def _signal_component(self, name: str, sig: int, event: str) -> None:
+        service = self._services.get(name)
+        if service is None:
+            raise ValueError(f"Component with name {name} not found in Greengrass")
+        if service.state not in (State.STARTING, State.RUNNING):
+            raise ValueError(f"Component {name} is {service.state.value}; only a STARTING or RUNNING "
+                             "component can be paused or resumed")
+        service.signal_processes(sig)
+        self.logs.component(name, "INFO", event, "", {"serviceName": name})
 
     def component_state(self, name: str) -> str | None:
         service = self._services.get(name)

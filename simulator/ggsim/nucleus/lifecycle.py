@@ -212,6 +212,16 @@ class ComponentService:
         self._task = None
         await self._stop_processes()
 
+    def signal_processes(self, sig: int) -> int:
+        """Send ``sig`` to every process tree the component runs (PauseComponent/ResumeComponent use
+        SIGSTOP/SIGCONT); returns how many trees were signalled."""
+        count = 0
+        for proc in self._procs:
+            if proc.returncode is None:
+                proc.send_signal(sig)
+                count += 1
+        return count
+
     async def uninstall(self) -> None:
         """Run the Uninstall step (a component removed for good); GREENGRASS_COMPONENT_VERSION is set."""
         step = self.recipe.lifecycle.get("uninstall")

@@ -254,6 +254,10 @@ class ScriptProcess:
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._readers, return_exceptions=True)), 0.5)
         return code
 
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the script's process group and to descendants that left it."""
+        _signal(_descendants(self.pid), self.pid, sig)
+
     async def stop(self, grace: float | None = None) -> None:
         """SIGTERM the process tree, wait ``grace`` seconds, then SIGKILL what is left."""
         if self._stopping is None:
@@ -266,6 +270,7 @@ class ScriptProcess:
         if self._proc.returncode is None:
             tree.insert(0, self.pid)
         _signal(tree, pgid, signal.SIGTERM)
+        _signal(tree, pgid, signal.SIGCONT)  # a paused (SIGSTOP) tree must run to act on SIGTERM
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
