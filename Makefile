@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean build model
 
 setup: $(STAMP)
 
@@ -11,17 +11,26 @@ $(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh scripts/debian-pac
 	scripts/bootstrap.sh
 
 test: setup
-	$(PY) -m ruff check simulator tests
+	$(PY) -m ruff check simulator tests components tools scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check simulator tests
+	$(PY) -m ruff check simulator tests components tools scripts
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
 
-run: setup
-	$(VENV)/bin/ggsim up
+# The whole graph on ggsim (root build/ggsim-root), the sample clip as the camera; prints the page's URL.
+run: build
+	$(PY) scripts/run_demo.py $(RUN_ARGS)
+
+# Recipes and artifacts of every component: build/deploy/{recipes,artifacts} (tools/greenlens_build.py).
+build: setup
+	$(PY) tools/greenlens_build.py all
+
+# Rebuild the model bundles from registry packages (components/model/README.md; slow, about 2 GB).
+model: setup
+	$(MAKE) -C components/model model
 
 clean:
-	rm -rf $(VENV) build greengrass-build
+	rm -rf $(VENV) build greengrass-build components/*/greengrass-build
