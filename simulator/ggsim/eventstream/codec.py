@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 PRELUDE_SIZE = 12
 CRC_SIZE = 4
@@ -62,8 +62,7 @@ class SizeError(FrameError):
     pass
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     name: str
     type: HeaderType
     value: Any = None
@@ -88,6 +87,9 @@ class Message:
 
     def get(self, name: str) -> Header | None:
         """The header of that name (case-insensitive, as the C library compares), or None."""
+        for header in self.headers:
+            if header.name == name:
+                return header
         lowered = name.lower()
         for header in self.headers:
             if header.name.lower() == lowered:
@@ -140,62 +142,57 @@ def encode(message: Message, max_size: int = MAX_MESSAGE_SIZE) -> bytes:
 # ---------------------------------------------------------------------------------------- decoding
 
 
+_VARIABLE = (HeaderType.BYTE_BUF, HeaderType.STRING)
+_TYPES = tuple(HeaderType)
+
+
 def _decode_headers(data: bytes) -> list[Header]:
     headers: list[Header] = []
     pos, end = 0, len(data)
-
-    def need(n: int, what: str) -> None:
-        if pos + n > end:
-            raise FrameError(f"headers section truncated while reading {what}")
-
-    while pos < end:
-        if len(headers) >= MAX_HEADERS:
-            raise SizeError(f"more than {MAX_HEADERS} headers")
-        name_len = data[pos]
-        pos += 1
-        if name_len == 0:
-            raise FrameError("header with an empty name")
-        need(name_len + 1, "a header name")
-        try:
-            name = data[pos : pos + name_len].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FrameError(f"header name is not UTF-8: {exc}") from None
-        pos += name_len
-        try:
-            htype = HeaderType(data[pos])
-        except ValueError:
-            raise FrameError(f"header {name!r} has unknown type {data[pos]}") from None
-        pos += 1
-        if htype is HeaderType.BOOL_TRUE:
-            value: Any = True
-        elif htype is HeaderType.BOOL_FALSE:
-            value = False
-        elif htype in _FIXED:
-            fmt = _FIXED[htype]
-            need(fmt.size, f"the value of {name!r}")
-            (value,) = fmt.unpack_from(data, pos)
-            pos += fmt.size
-        elif htype is HeaderType.UUID:
-            need(16, f"the value of {name!r}")
-            value = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
-            pos += 16
-        else:
-            need(2, f"the length of {name!r}")
-            (length,) = _U16.unpack_from(data, pos)
-            pos += 2
-            if length > MAX_HEADER_VALUE_SIZE:
-                raise SizeError(f"header {name!r}: value of {length} bytes exceeds {MAX_HEADER_VALUE_SIZE}")
-            need(length, f"the value of {name!r}")
-            raw = bytes(data[pos : pos + length])
-            pos += length
-            if htype is HeaderType.STRING:
-                try:
-                    value = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise FrameError(f"header {name!r}: string value is not UTF-8: {exc}") from None
+    try:
+        while pos < end:
+            if len(headers) >= MAX_HEADERS:
+                raise SizeError(f"more than {MAX_HEADERS} headers")
+            name_len = data[pos]
+            if name_len == 0:
+                raise FrameError("header with an empty name")
+            name_end = pos + 1 + name_len
+            if name_end >= end:
+                raise FrameError("headers section truncated while reading a header name")
+            name = data[pos + 1 : name_end].decode("utf-8")
+            type_byte = data[name_end]
+            if type_byte > 9:
+                raise FrameError(f"header {name!r} has unknown type {type_byte}")
+            htype = _TYPES[type_byte]
+            pos = name_end + 1
+            if htype is HeaderType.BOOL_TRUE or htype is HeaderType.BOOL_FALSE:
+                value: Any = htype is HeaderType.BOOL_TRUE
+            elif htype in _VARIABLE:
+                if pos + 2 > end:
+                    raise FrameError(f"headers section truncated while reading the length of {name!r}")
+                length = (data[pos] << 8) | data[pos + 1]
+                pos += 2
+                if length > MAX_HEADER_VALUE_SIZE:
+                    raise SizeError(f"header {name!r}: value of {length} bytes exceeds {MAX_HEADER_VALUE_SIZE}")
+                if pos + length > end:
+                    raise FrameError(f"headers section truncated while reading the value of {name!r}")
+                raw = data[pos : pos + length]
+                pos += length
+                value = raw.decode("utf-8") if htype is HeaderType.STRING else bytes(raw)
+            elif htype is HeaderType.UUID:
+                if pos + 16 > end:
+                    raise FrameError(f"headers section truncated while reading the value of {name!r}")
+                value = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
+                pos += 16
             else:
-                value = raw
-        headers.append(Header(name, htype, value))
+                fmt = _FIXED[htype]
+                if pos + fmt.size > end:
+                    raise FrameError(f"headers section truncated while reading the value of {name!r}")
+                (value,) = fmt.unpack_from(data, pos)
+                pos += fmt.size
+            headers.append(Header(name, htype, value))
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"a header name or string value is not UTF-8: {exc}") from None
     return headers
 
 

@@ -8,7 +8,10 @@ no sockets, no clocks, no JSON knowledge beyond the CONNECT payload.
 
 from __future__ import annotations
 
+import functools
 import json
+import struct
+import zlib
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any
@@ -80,18 +83,36 @@ Event = Connect | Request | StreamClosed | Ping
 # ----------------------------------------------------------------------------------------- framing
 
 
-def _frame(mtype: MessageType, flags: int, stream_id: int, extra: list[Header] | None = None,
+_STREAM_ID_HEADER = b"\x0a:stream-id\x04"
+_PRELUDE_LENGTHS = struct.Struct(">II")
+
+
+@functools.lru_cache(maxsize=4096)
+def _fixed_headers(mtype: int, flags: int, extra: tuple[Header, ...]) -> bytes:
+    """The encoded headers that do not depend on the stream: the hot path encodes each set once."""
+    message = Message([Header.int32(":message-type", mtype), Header.int32(":message-flags", flags), *extra])
+    frame = encode(message)
+    headers_len = _PRELUDE_LENGTHS.unpack_from(frame, 4)[0]
+    return frame[12 : 12 + headers_len]
+
+
+def _frame(mtype: MessageType, flags: int, stream_id: int, extra: tuple[Header, ...] | list[Header] = (),
            payload: bytes = b"") -> bytes:
-    headers = [
-        Header.int32(":message-type", int(mtype)),
-        Header.int32(":message-flags", int(flags)),
-        Header.int32(":stream-id", stream_id),
-    ]
-    return encode(Message(headers + (extra or []), payload))
+    """One RPC frame; the three `:` headers are always there, INT32, as the clients require."""
+    headers = (_fixed_headers(mtype, flags, tuple(extra)) + _STREAM_ID_HEADER
+               + struct.pack(">i", stream_id))
+    total = 16 + len(headers) + len(payload)
+    if total > MAX_MESSAGE_SIZE:
+        raise ProtocolError(f"outgoing message of {total} bytes exceeds the limit of {MAX_MESSAGE_SIZE}")
+    prelude = _PRELUDE_LENGTHS.pack(total, len(headers))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    body = prelude + headers + payload
+    return body + struct.pack(">I", zlib.crc32(body))
 
 
-def _json_headers(shape: str) -> list[Header]:
-    return [Header.string(":content-type", "application/json"), Header.string("service-model-type", shape)]
+@functools.lru_cache(maxsize=512)
+def _json_headers(shape: str) -> tuple[Header, ...]:
+    return (Header.string(":content-type", "application/json"), Header.string("service-model-type", shape))
 
 
 def dump_json(body: dict[str, Any]) -> bytes:

@@ -161,20 +161,39 @@ class Connection:
         self.dropped = 0
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
 
     @property
     def name(self) -> str:
         return self.component or "an unauthenticated client"
 
     def write(self, data: bytes) -> None:
-        if not self.closing and not self.writer.is_closing():
-            self.writer.write(data)
+        """Queue bytes for the client; what one loop iteration queues goes out in one write."""
+        if self.closing or self.writer.is_closing():
+            return
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and not self.closing and not self.writer.is_closing():
+            self.writer.write(b"".join(self._out))
+        self._out.clear()
+        self._out_bytes = 0
+
+    def _pending_bytes(self) -> int:
+        return self.writer.transport.get_write_buffer_size() + self._out_bytes
 
     def send_event(self, call: Call, body: dict[str, Any] | bytes) -> bool:
         transport = self.writer.transport
         if self.closing or transport.is_closing():
             return False
-        if transport.get_write_buffer_size() > self.server.max_buffer:
+        if self._pending_bytes() > self.server.max_buffer:
             call.dropped += 1
             self.dropped += 1
             self.server.stats.events_dropped += 1
@@ -185,9 +204,9 @@ class Connection:
         shape = f"{SHAPE_PREFIX}{call.operation.event_shape}"
         payload = body if isinstance(body, bytes) else None
         if payload is None:
-            self.writer.write(self.rpc.send_message(call.stream_id, shape, body))  # type: ignore[arg-type]
+            self.write(self.rpc.send_message(call.stream_id, shape, body))  # type: ignore[arg-type]
         else:
-            self.writer.write(self.rpc.send_raw_json(call.stream_id, shape, payload))
+            self.write(self.rpc.send_raw_json(call.stream_id, shape, payload))
         self.server.stats.events_sent += 1
         return True
 
@@ -225,6 +244,7 @@ class Connection:
         log.log(level, "IPC connection of %s closed: %s", self.name, reason)
         for call in list(self.calls.values()):
             call._closed()
+        self._flush()
         with contextlib.suppress(Exception):
             if not self.writer.is_closing():
                 await asyncio.wait_for(self.writer.drain(), 1.0)

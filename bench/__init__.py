@@ -1,0 +1,1 @@
+"""`make bench`: GreenLens and ggsim measured on this machine (one JSON report, one table)."""
