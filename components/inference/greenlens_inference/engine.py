@@ -3,8 +3,9 @@
     engine = Engine(load_bundle("bundles/efficientnet-lite0"), threads=2)
     result = engine.infer(frame_bgr)   # {"verdict", "top_k", "detections", "timings_ms"}
     engine.set_threshold(0.2); engine.set_rule("threshold"); engine.set_threads(1)
+    engine.set_label_of_interest("cheeseburger")   # None: model.json's label of interest again
 
-Threads, threshold and rule can change while another thread calls infer(); a call sees either the old
+Threads, threshold, rule and the label of interest can change while another thread calls infer(); a call sees either the old
 or the new setting, never half of each.
 """
 
@@ -22,6 +23,26 @@ from .bundle import Bundle, BundleError, load_bundle
 from .preprocess import Crop, preprocess
 from .runtime import make_interpreter
 from .verdict import check_rule, check_threshold, decide
+
+
+def label_index(labels: list[str], label: str) -> int:
+    """The class index of `label`: a line of labels.txt, or one of a line's comma-separated names (any case).
+
+    ValueError when no class, or more than one, has that name.
+    """
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"label of interest is {label!r}; expected a class name from the model's labels")
+    wanted = label.strip().lower()
+    exact = [i for i, line in enumerate(labels) if line.strip().lower() == wanted]
+    if exact:
+        return exact[0]
+    named = [i for i, line in enumerate(labels) if wanted in (n.strip().lower() for n in line.split(","))]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        lines = "; ".join(f"{i}: {labels[i]!r}" for i in named)
+        raise ValueError(f"label of interest {label!r} names {len(named)} classes ({lines}); give a whole line")
+    raise ValueError(f"label of interest {label!r} is not a class of this model (none of its {len(labels)} labels)")
 
 
 def _check_threads(threads: Any) -> int:
@@ -50,6 +71,7 @@ class Engine:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"top_k is {top_k!r}; expected a whole number, 0 or more")
         self.top_k = top_k
+        self._loi = (str(loi["label"]), int(loi["class_index"]))
         self._lock = threading.Lock()
         output = self.bundle.output
         self._detector = output["kind"] == "ssd_anchors"
@@ -77,6 +99,19 @@ class Engine:
             if threads != self._threads:
                 self._interpreter = self._open(threads)
                 self._threads = threads
+
+    @property
+    def label_of_interest(self) -> tuple[str, int]:
+        """(label, class index) the verdict is about."""
+        return self._loi
+
+    def set_label_of_interest(self, label: str | None) -> None:
+        """Judge the verdict on class `label` (see label_index) from the next frame on; None: model.json's."""
+        loi = self.bundle.label_of_interest
+        value = (str(loi["label"]), int(loi["class_index"])) if label is None else (
+            label.strip(), label_index(self.bundle.labels, label))
+        with self._lock:
+            self._loi = value
 
     def set_threshold(self, threshold: float) -> None:
         value = check_threshold(threshold)
@@ -118,12 +153,12 @@ class Engine:
             interpreter.set_tensor(self._input_index, tensor)
             interpreter.invoke()
             outputs = [interpreter.get_tensor(i).copy() for i in self._output_indices]
-            rule, threshold = self._rule, self._threshold
+            rule, threshold, loi = self._rule, self._threshold, self._loi
         t2 = time.perf_counter()
         if self._detector:
-            result = self._detections(outputs[0], outputs[1], region, rule, threshold)
+            result = self._detections(outputs[0], outputs[1], region, rule, threshold, loi)
         else:
-            result = self._classification(outputs[0], rule, threshold)
+            result = self._classification(outputs[0], rule, threshold, loi)
         t3 = time.perf_counter()
         result["timings_ms"] = {
             "preprocess": round((t1 - t0) * 1000, 3),
@@ -132,16 +167,18 @@ class Engine:
         }
         return result
 
-    def _classification(self, output: np.ndarray, rule: str, threshold: float) -> dict[str, Any]:
+    def _classification(
+        self, output: np.ndarray, rule: str, threshold: float, loi: tuple[str, int]
+    ) -> dict[str, Any]:
         labels = self.bundle.labels
         probs = classify.probabilities(output, self.bundle.output["activation"])
-        loi = self.bundle.label_of_interest
-        index = loi["class_index"]
-        verdict = decide(loi["label"], float(probs[index]), int(np.argmax(probs)) == index, rule, threshold)
+        label, index = loi
+        verdict = decide(label, float(probs[index]), int(np.argmax(probs)) == index, rule, threshold)
         return {"verdict": verdict, "top_k": classify.top_k(probs, labels, self.top_k), "detections": []}
 
     def _detections(
-        self, raw_boxes: np.ndarray, raw_scores: np.ndarray, region: Crop, rule: str, threshold: float
+        self, raw_boxes: np.ndarray, raw_scores: np.ndarray, region: Crop, rule: str, threshold: float,
+        loi: tuple[str, int],
     ) -> dict[str, Any]:
         assert self._anchors is not None
         output = self.bundle.output
@@ -169,8 +206,7 @@ class Engine:
                 {"label": labels[cls], "score": score, "box": [round(float(v), 5) for v in frame_box]}
             )
         per_class = decoded.class_scores.max(axis=0)
-        loi = self.bundle.label_of_interest
-        index = loi["class_index"]
+        label, index = loi
         is_top = bool(kept_classes) and kept_classes[0] == index
-        verdict = decide(loi["label"], float(per_class[index]), is_top, rule, threshold)
+        verdict = decide(label, float(per_class[index]), is_top, rule, threshold)
         return {"verdict": verdict, "top_k": classify.top_k(per_class, labels, self.top_k), "detections": detections}

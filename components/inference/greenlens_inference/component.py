@@ -1,0 +1,298 @@
+"""The inference loop: the newest frame descriptor in, its pixels from the ring, the engine, a result out.
+
+It knows nothing of IPC: descriptors come in through :meth:`InferenceComponent.offer` (from any thread)
+and results go out through a ``publish(topic, message)`` callable, so it runs the same under a nucleus and
+in development (``--no-ipc``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from greenlens_common import messages
+
+from .bundle import MANIFEST, BundleError, load_bundle, read_manifest
+from .config import ConfigError, InferenceConfig
+from .engine import Engine, label_index
+from .frames import FrameReader, FrameReadError
+from .latest import LatestFrame, Pending
+from .message import build_result_message
+
+log = logging.getLogger("greenlens.inference")
+
+COMPONENT = "greenlens.Inference"
+Publish = Callable[[str, dict[str, Any]], None]
+STATS_INTERVAL_S = 60.0
+FATAL_PUBLISH_ERRORS = 10
+"""Consecutive failed publishes after which the component gives up (the nucleus restarts it)."""
+
+
+@dataclass
+class InferenceCounters:
+    received: int = 0
+    """Frame descriptors accepted (a supported schema)."""
+    results: int = 0
+    skipped: int = 0
+    """Descriptors never processed because a newer one came first (the worker takes the newest)."""
+    overwritten: int = 0
+    """Frames whose ring slot the capture had already reused when the worker came to read them."""
+    rejected: int = 0
+    """Messages that are not greenlens.frame/1 descriptors (another major, or malformed)."""
+    unreadable: int = 0
+    errors: int = 0
+    publish_errors: int = 0
+
+
+class RateLimitedLog:
+    """Logs a warning of each kind at most once per ``interval`` seconds, then how many were suppressed."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, kind: str, text: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.interval:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            suppressed = self._suppressed.pop(kind, 0)
+            self._last[kind] = now
+        more = f" ({suppressed} more like it in the last {self.interval:g} s)" if suppressed else ""
+        log.warning("%s%s", text, more)
+
+
+def resolve_model_dir(model_dir: str | None) -> Path:
+    """The bundle folder: ``model_dir`` itself, or the one bundle folder inside it (an unpacked artifact)."""
+    if model_dir is None:
+        raise ConfigError("no model: give the bundle folder with --model-dir or the modelDir configuration key")
+    path = Path(model_dir).expanduser().absolute()
+    if not (path / MANIFEST).is_file() and path.is_dir():
+        inside = sorted(d for d in path.iterdir() if (d / MANIFEST).is_file())
+        if len(inside) == 1:
+            return inside[0]
+    return path
+
+
+def _ms(seconds: float) -> float:
+    return round(max(0.0, seconds) * 1000, 3)
+
+
+class InferenceComponent:
+    """Owns the engine for one configuration and the worker thread that infers the newest frame."""
+
+    def __init__(self, publish: Publish, ring_dir: str | os.PathLike[str] | None = None,
+                 on_fatal: Callable[[Exception], None] | None = None) -> None:
+        self.publish = publish
+        self.on_fatal = on_fatal
+        self.config = InferenceConfig()
+        self.engine: Engine | None = None
+        self.counters = InferenceCounters()
+        self.latest = LatestFrame()
+        self.frames = FrameReader(ring_dir)
+        self.rate_limited = RateLimitedLog()
+        self._configure_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._consecutive_publish_errors = 0
+
+    # -- configuration
+
+    def configure(self, config: InferenceConfig) -> bool:
+        """Apply ``config``: load its model when it is a different one, else change the settings in place.
+
+        Returns True when a model was loaded. Raises BundleError (the model is missing, corrupt or does
+        not load) or ConfigError (a setting does not fit the model); the previous state is then kept.
+        """
+        with self._configure_lock:
+            model_dir = resolve_model_dir(config.model_dir)
+            engine = self.engine
+            if engine is None or model_dir != engine.bundle.path or read_manifest(model_dir)["sha256"] != engine.bundle.sha256:
+                new = self._new_engine(load_bundle(model_dir), config)
+                self.engine = new
+                self.config = config
+                b = new.bundle
+                log.info("model %s %s (%s, sha256 %s…) loaded from %s: label of interest %r, rule %s, "
+                         "threshold %g, %d thread(s)", b.name, b.version, b.task, b.sha256[:12], b.path,
+                         new.label_of_interest[0], new.rule, new.threshold, new.threads)
+                self._event("model_loaded", f"model {b.name} {b.version} ({b.task}) loaded from {b.path}")
+                return True
+            self._apply_settings(engine, config)
+            self.config = config
+            log.info("configuration applied: label of interest %r, rule %s, threshold %g, %d thread(s), top %d",
+                     engine.label_of_interest[0], engine.rule, engine.threshold, engine.threads, engine.top_k)
+            return False
+
+    @staticmethod
+    def _label(engine_labels: list[str], config: InferenceConfig, bundle_text: str) -> None:
+        if config.label_of_interest is not None:
+            try:
+                label_index(engine_labels, config.label_of_interest)
+            except ValueError as exc:
+                raise ConfigError(f"configuration labelOfInterest={config.label_of_interest!r}: {exc} "
+                                  f"(model {bundle_text})") from None
+
+    def _new_engine(self, bundle: Any, config: InferenceConfig) -> Engine:
+        self._label(bundle.labels, config, f"{bundle.name} {bundle.version}")
+        try:
+            engine = Engine(bundle, config.threads, threshold=config.threshold, rule=config.rule, top_k=config.top_k)
+        except BundleError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"configuration refused by model {bundle.name} {bundle.version}: {exc}") from None
+        engine.set_label_of_interest(config.label_of_interest)
+        return engine
+
+    def _apply_settings(self, engine: Engine, config: InferenceConfig) -> None:
+        bundle = engine.bundle
+        self._label(bundle.labels, config, f"{bundle.name} {bundle.version}")
+        loi = bundle.label_of_interest
+        engine.set_threads(config.threads)
+        engine.set_threshold(loi["threshold"] if config.threshold is None else config.threshold)
+        engine.set_rule(loi["rule"] if config.rule is None else config.rule)
+        engine.set_label_of_interest(config.label_of_interest)
+        engine.top_k = config.top_k
+
+    # -- frames in
+
+    def offer(self, message: dict[str, Any], topic: str | None = None) -> None:
+        """A message from the frames topic (any thread). Keeps only the newest greenlens.frame/1."""
+        try:
+            messages.validate(message, expect=messages.FRAME)
+        except messages.UnsupportedSchemaError as exc:
+            self.counters.rejected += 1
+            self.rate_limited.warning("schema", f"frame message refused: {exc}")
+            return
+        except messages.MessageError as exc:
+            self.counters.rejected += 1
+            self.rate_limited.warning("invalid", f"frame message refused: {exc}")
+            return
+        self.counters.received += 1
+        self.latest.offer(Pending(message))
+
+    # -- the worker
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._stop.clear()
+            self._worker = threading.Thread(target=self._work, name="inference-worker", daemon=True)
+            self._worker.start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every descriptor offered so far is processed or skipped."""
+        return self.latest.wait_idle(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.latest.close()
+        if self._worker is not None:
+            self._worker.join(30)
+            self._worker = None
+        self.frames.close()
+
+    def _work(self) -> None:
+        last_report = time.monotonic()
+        while not self._stop.is_set():
+            item = self.latest.take(timeout=1.0)
+            if item is not None:
+                try:
+                    self._handle(item)
+                finally:
+                    self.latest.done()
+            now = time.monotonic()
+            if now - last_report >= STATS_INTERVAL_S:
+                last_report = now
+                self.log_stats()
+
+    def _handle(self, item: Pending) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        msg = item.message
+        taken = time.monotonic()
+        try:
+            image = self.frames.read(msg)
+        except FrameReadError as exc:
+            self.counters.unreadable += 1
+            self.rate_limited.warning("unreadable", f"frame cannot be read: {exc}")
+            return
+        read_done = time.monotonic()
+        if image is None:
+            self.counters.overwritten += 1
+            log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
+            return
+        try:
+            message = self.infer(engine, image, seq=int(msg["seq"]), captured_at=float(msg["captured_at"]),
+                                 source=str(msg["source"]))
+        except Exception as exc:  # one bad frame never stops the component
+            self.counters.errors += 1
+            self.rate_limited.warning("error", f"frame seq {msg.get('seq')}: inference failed: "
+                                               f"{type(exc).__name__}: {exc}")
+            return
+        timings = message["timings_ms"]
+        timings["queue"] = _ms(taken - item.received_mono)
+        timings["read"] = _ms(read_done - taken)
+        timings["delivery"] = _ms(item.received_wall - float(msg["captured_at"]))
+        message["capture_dropped"] = int(msg.get("dropped", 0))
+        self.send(message)
+
+    def infer(self, engine: Engine, image: np.ndarray, *, seq: int, captured_at: float,
+              source: str) -> dict[str, Any]:
+        """The result message of one frame (timings: preprocess, inference, postprocess)."""
+        result = engine.infer(image)
+        return build_result_message(result, engine.bundle.model_info(), seq=seq, captured_at=captured_at,
+                                    source=source)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Publish a result: the counters and the capture-to-result latency are filled in now."""
+        self.counters.results += 1
+        message["skipped"] = self.latest.skipped
+        message["overwritten"] = self.counters.overwritten
+        timings = message["timings_ms"]
+        timings["total"] = round(sum(timings.get(k, 0.0) for k in
+                                     ("queue", "read", "preprocess", "inference", "postprocess")), 3)
+        timings["capture_to_result"] = _ms(time.time() - message["captured_at"])
+        try:
+            self.publish(self.config.results_topic, message)
+            self._consecutive_publish_errors = 0
+        except Exception as exc:
+            self.counters.publish_errors += 1
+            self._consecutive_publish_errors += 1
+            log.warning("publish to %s failed (%d so far): %s", self.config.results_topic,
+                        self.counters.publish_errors, exc)
+            if self._consecutive_publish_errors >= FATAL_PUBLISH_ERRORS and self.on_fatal is not None:
+                self.on_fatal(exc)
+
+    def _event(self, kind: str, detail: str) -> None:
+        try:
+            msg = messages.event_message(component=COMPONENT, kind=kind, detail=detail,
+                                         counters={k: float(v) for k, v in asdict(self.snapshot()).items()})
+            self.publish(self.config.events_topic, msg)
+        except Exception as exc:
+            log.warning("event %s not published: %s", kind, exc)
+
+    def report_error(self, kind: str, detail: str) -> None:
+        """Publish an event operators can see (e.g. a model that was refused)."""
+        self._event(kind, detail)
+
+    def snapshot(self) -> InferenceCounters:
+        c = InferenceCounters(**asdict(self.counters))
+        c.skipped = self.latest.skipped
+        return c
+
+    def log_stats(self) -> None:
+        c = self.snapshot()
+        log.info("received %d frames, %d results, skipped %d, overwritten %d, unreadable %d, rejected %d, "
+                 "errors %d, publish errors %d", c.received, c.results, c.skipped, c.overwritten, c.unreadable,
+                 c.rejected, c.errors, c.publish_errors)
