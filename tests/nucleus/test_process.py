@@ -195,3 +195,18 @@ def test_skipif(tmp_path: Path) -> None:
     assert should_skip("exists ~/.ggsim-skipif-probe") == home_file.exists()
     with pytest.raises(SkipifError, match=r"'running sh'.*expected 'onpath <executable>' or 'exists <file>'"):
         should_skip("running sh")
+
+
+def test_logs_rotate_by_size_and_keep_a_bounded_total(tmp_path: Path) -> None:
+    logs = GreengrassLogs(tmp_path, max_bytes=1000, max_total=3000)
+    for i in range(200):
+        logs.write("com.example.Chatty", "INFO", "com.example.Chatty", "stdout", f"line {i:03d}")
+    logs.close()
+    rotated = logs.rotated("com.example.Chatty")
+    assert rotated, "the log was rotated"
+    assert all(re.fullmatch(r"com\.example\.Chatty_\d{4}_\d\d_\d\d_\d\d_\d+\.log", p.name) for p in rotated)
+    assert all(p.stat().st_size >= 1000 for p in rotated)
+    assert sum(p.stat().st_size for p in rotated) <= 3000
+    current = (tmp_path / "com.example.Chatty.log").read_text().splitlines()
+    assert current and current[-1].endswith("stdout. line 199.")
+    assert (tmp_path / "com.example.Chatty.log").stat().st_size < 1000

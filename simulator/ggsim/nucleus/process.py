@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable, Mapping
@@ -81,23 +82,39 @@ def format_log_line(
 
 
 class GreengrassLogs:
-    """The files under ``<root>/logs``: ``greengrass.log`` for the kernel, ``<name>.log`` per component."""
+    """The files under ``<root>/logs``: ``greengrass.log`` for the kernel, ``<name>.log`` per component.
+
+    A file that reaches ``max_bytes`` (1024 KB, as the nucleus) is rotated to
+    ``<name>_YYYY_MM_DD_HH_<n>.log``; the oldest rotated files of a log are deleted while the log's files
+    together exceed ``max_total`` (10 240 KB). The nucleus also rotates hourly; ggsim does not.
+    """
 
     KERNEL = "greengrass"
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, *, max_bytes: int = 1024 * 1024, max_total: int = 10240 * 1024) -> None:
         self.dir = Path(logs_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.max_total = max_total
         self._files: dict[str, IO[str]] = {}
+        self._sizes: dict[str, int] = {}
 
     def path(self, name: str) -> Path:
         return self.dir / f"{name}.log"
 
+    def rotated(self, name: str) -> list[Path]:
+        """The rotated files of log ``name``, oldest first."""
+        pattern = re.compile(re.escape(name) + r"_\d{4}_\d\d_\d\d_\d\d_(\d+)\.log$")
+        found = [p for p in self.dir.iterdir() if pattern.match(p.name)]
+        return sorted(found, key=lambda p: (p.stat().st_mtime, int(pattern.match(p.name).group(1))))  # type: ignore[union-attr]
+
     def _file(self, name: str) -> IO[str]:
         f = self._files.get(name)
         if f is None or f.closed:
-            f = open(self.path(name), "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
+            path = self.path(name)
+            f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
             self._files[name] = f
+            self._sizes[name] = path.stat().st_size
         return f
 
     def write(
@@ -111,8 +128,30 @@ class GreengrassLogs:
         *,
         thread: str = "main",
     ) -> None:
-        line = format_log_line(level, logger, event, message, context, thread=thread)
-        self._file(name).write(line + "\n")
+        line = format_log_line(level, logger, event, message, context, thread=thread) + "\n"
+        self._file(name).write(line)
+        self._sizes[name] = self._sizes.get(name, 0) + len(line.encode("utf-8", errors="replace"))
+        if self._sizes[name] >= self.max_bytes:
+            self._rotate(name)
+
+    def _rotate(self, name: str) -> None:
+        f = self._files.pop(name, None)
+        if f is not None:
+            f.close()
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y_%m_%d_%H")
+        n = 0
+        while (self.dir / f"{name}_{stamp}_{n}.log").exists():
+            n += 1
+        with contextlib.suppress(OSError):
+            os.replace(self.path(name), self.dir / f"{name}_{stamp}_{n}.log")
+        self._sizes[name] = 0
+        rotated = self.rotated(name)
+        total = sum(p.stat().st_size for p in rotated)
+        while rotated and total > self.max_total:
+            oldest = rotated.pop(0)
+            total -= oldest.stat().st_size
+            with contextlib.suppress(OSError):
+                oldest.unlink()
 
     def kernel(self, level: str, logger: str, event: str, message: str = "",
                context: Mapping[str, Any] | None = None) -> None:
