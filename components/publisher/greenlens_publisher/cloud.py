@@ -152,17 +152,22 @@ class CloudOutbox:
                 item = self.spool.peek() if from_spool else self._queue.popleft()
             if item is None:
                 continue
-            if self._attempt(item):
-                if from_spool:
-                    self.spool.pop()
-                    if not len(self.spool):
-                        self._back_online()
-                else:
-                    self._report_losses()
-            elif not from_spool:
-                with self._cond:
-                    self.spool.append(item)  # first: it is older than what is still queued
-                    self._spool_locked(None)
+            self._handle(item, from_spool)
+            with self._cond:
+                self._cond.notify_all()  # progress: wakes wait_idle() and anyone watching the queue
+
+    def _handle(self, item: SpooledMessage, from_spool: bool) -> None:
+        if self._attempt(item):
+            if from_spool:
+                self.spool.pop()
+                if not len(self.spool):
+                    self._back_online()
+            else:
+                self._report_losses()
+        elif not from_spool:
+            with self._cond:
+                self.spool.append(item)  # first: it is older than what is still queued
+                self._spool_locked(None)
 
     def _attempt(self, item: SpooledMessage) -> bool:
         try:
@@ -230,5 +235,5 @@ class CloudOutbox:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(min(left, 0.1))
+                self._cond.wait(left)
             return True
