@@ -210,3 +210,16 @@ def test_logs_rotate_by_size_and_keep_a_bounded_total(tmp_path: Path) -> None:
     current = (tmp_path / "com.example.Chatty.log").read_text().splitlines()
     assert current and current[-1].endswith("stdout. line 199.")
     assert (tmp_path / "com.example.Chatty.log").stat().st_size < 1000
+
+
+def test_an_overlong_output_line_is_reported_and_logging_goes_on(
+    tmp_path: Path, run_async: Callable[..., Any]
+) -> None:
+    runner, _, logs = make_runner(tmp_path)
+    script = f"{sys.executable} -c \"print('x' * (2 << 20)); print('after')\""
+    result = run_async(runner.run("c", "Run", script, timeout=30))
+    logs.close()
+    assert result.returncode == 0
+    messages = [line["message"] for line in log_lines(tmp_path, "c") if line["event"] == "stdout"]
+    assert "(line longer than 1 MiB truncated)" in messages
+    assert messages[-1] == "after"
