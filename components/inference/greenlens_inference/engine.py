@@ -33,15 +33,13 @@ def label_index(labels: list[str], label: str) -> int:
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"label of interest is {label!r}; expected a class name from the model's labels")
     wanted = label.strip().lower()
-    exact = [i for i, line in enumerate(labels) if line.strip().lower() == wanted]
-    if exact:
-        return exact[0]
-    named = [i for i, line in enumerate(labels) if wanted in (n.strip().lower() for n in line.split(","))]
+    named = [i for i, line in enumerate(labels) if line.strip().lower() == wanted] or [
+        i for i, line in enumerate(labels) if wanted in (n.strip().lower() for n in line.split(","))]
     if len(named) == 1:
         return named[0]
     if named:
         lines = "; ".join(f"{i}: {labels[i]!r}" for i in named)
-        raise ValueError(f"label of interest {label!r} names {len(named)} classes ({lines}); give a whole line")
+        raise ValueError(f"label of interest {label!r} names {len(named)} classes ({lines}); expected a name of one")
     raise ValueError(f"label of interest {label!r} is not a class of this model (none of its {len(labels)} labels)")
 
 
