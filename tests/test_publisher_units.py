@@ -181,6 +181,7 @@ def test_spool_keeps_order_across_a_restart_of_the_spool(tmp_path: Path) -> None
     again = Spool(tmp_path / "spool", max_bytes=1 << 20, max_messages=100)
     assert len(again) == 4
     again.append(msg(5, "event"))
+    assert again.status()["bytes"] == again.bytes > 0
     out = []
     while (m := again.peek()) is not None:
         out.append((json.loads(m.payload)["n"], m.kind, m.topic))
@@ -195,8 +196,16 @@ def test_spool_is_bounded_and_counts_what_overflows(tmp_path: Path) -> None:
     for i in range(5):
         spool.append(msg(i, "event" if i == 0 else "result"))
     assert len(spool) == 3
-    assert spool.overflowed == {"event": 1, "result": 1}, "the oldest overflow, counted by kind"
-    assert json.loads(spool.peek().payload)["n"] == 2  # type: ignore[union-attr]
+    assert spool.overflowed == {"result": 2}, "the oldest results overflow first, counted"
+    kept = []
+    while (m := spool.peek()) is not None:
+        kept.append((json.loads(m.payload)["n"], m.kind))
+        spool.pop(m.number)
+    assert kept == [(0, "event"), (3, "result"), (4, "result")], "the event is kept, the order too"
+    events = Spool(tmp_path / "events", max_bytes=1 << 20, max_messages=2)
+    for i in range(3):
+        events.append(msg(i, "event"))
+    assert events.overflowed == {"event": 1} and json.loads(events.peek().payload)["n"] == 1  # type: ignore[union-attr]
     one = len(json.dumps({"topic": "t/result", "kind": "result",
                           "payload": msg(9, size=1000).payload.decode()}).encode())
     small = Spool(tmp_path / "b", max_bytes=int(one * 2.5), max_messages=100)

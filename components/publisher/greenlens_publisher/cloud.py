@@ -159,7 +159,7 @@ class CloudOutbox:
     def _handle(self, item: SpooledMessage, from_spool: bool) -> None:
         if self._attempt(item):
             if from_spool:
-                self.spool.pop()
+                self.spool.pop(item.number)
                 if not len(self.spool):
                     self._back_online()
             else:

@@ -30,6 +30,7 @@ from .spool import Spool
 
 log = logging.getLogger("greenlens.publisher")
 
+_INTEGER_FIELDS = ("seq", "dropped", "width", "height")
 DESCRIPTORS_KEPT = 256
 RESULTS_QUEUED = 256
 
@@ -98,6 +99,23 @@ class PublisherComponent:
 
     # -- inputs (any thread)
 
+    @staticmethod
+    def _whole_numbers(msg: dict[str, Any]) -> dict[str, Any]:
+        """Integer fields that crossed IPC as floats (1 -> 1.0) made integers again, so what goes on to
+        IoT Core reads as it was sent."""
+        out = dict(msg)
+        for key in _INTEGER_FIELDS:
+            value = out.get(key)
+            if isinstance(value, float) and value.is_integer():
+                out[key] = int(value)
+        ring = out.get("ring")
+        if isinstance(ring, dict):
+            out["ring"] = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ring.items()}
+        if isinstance(out.get("top_k"), list):
+            out["top_k"] = [{**t, "index": int(t["index"])} if isinstance(t, dict) and isinstance(t.get("index"), float)
+                            and t["index"].is_integer() else t for t in out["top_k"]]
+        return out
+
     def _valid(self, msg: Any, expect: str) -> bool:
         try:
             messages.validate(msg, expect)
@@ -112,6 +130,7 @@ class PublisherComponent:
     def on_frame(self, msg: Any, topic: str = "") -> None:
         if not self._valid(msg, messages.FRAME):
             return
+        msg = self._whole_numbers(msg)
         with self._cond:
             if self._pending_frame is not None:
                 self.metrics.frames_skipped += 1
@@ -125,6 +144,7 @@ class PublisherComponent:
     def on_result(self, msg: Any, topic: str = "") -> None:
         if not self._valid(msg, messages.RESULT):
             return
+        msg = self._whole_numbers(msg)
         now = time.time()
         with self._cond:
             self.metrics.result(msg, now)

@@ -3,7 +3,8 @@
 One file per message, ``<12-digit number>.json`` in the spool folder: the number gives the order and
 survives a restart (a new spool object scans the folder). A file is written under a temporary name and
 renamed, so a crash never leaves half a message. Bounds: a number of messages and of bytes; a message
-that does not fit makes the oldest overflow (they are counted by kind, never dropped silently). A folder
+that does not fit makes the oldest result overflow (events overflow only when no result is left; all
+are counted by kind, never dropped silently). The message being sent is never pushed out. A folder
 that cannot be created or written, or a full disk, is one clear log line and a counted drop, not a crash.
 """
 
@@ -30,7 +31,9 @@ class SpooledMessage:
     topic: str
     payload: bytes
     kind: str
-    """``result`` or ``event`` (how overflow is counted)."""
+    """``result`` or ``event`` (how overflow is counted; results overflow before events)."""
+    number: int = 0
+    """Its place in the spool (set by :meth:`Spool.peek`; give it back to :meth:`Spool.pop`)."""
 
 
 class Spool:
@@ -44,6 +47,7 @@ class Spool:
         self._index: deque[tuple[int, int, str]] = deque()  # (number, size, kind)
         self._bytes = 0
         self._next = 1
+        self._inflight: int | None = None
         self.overflowed: Counter[str] = Counter()
         """Messages pushed out (the oldest first) to make room, by kind."""
         self.failed: Counter[str] = Counter()
@@ -92,7 +96,7 @@ class Spool:
                 size = entry.stat().st_size
             except OSError:
                 continue
-            found.append((int(m[1]), size, "unknown"))
+            found.append((int(m[1]), size, self._kind_of(Path(entry.path))))
         found.sort()
         self._index.extend(found)
         self._bytes = sum(size for _, size, _ in found)
@@ -113,18 +117,32 @@ class Spool:
             self._make_room(0)
 
     def _make_room(self, size: int) -> None:
-        while self._index and (len(self._index) + (1 if size else 0) > self.max_messages
-                               or self._bytes + size > self.max_bytes):
-            number, old_size, kind = self._index.popleft()
-            if kind == "unknown":
-                kind = self._kind_of(number)
+        while len(self._index) + (1 if size else 0) > self.max_messages or self._bytes + size > self.max_bytes:
+            victim = self._victim()
+            if victim is None:
+                return
+            number, old_size, kind = self._index[victim]
+            del self._index[victim]
             _unlink(self._path(number))
             self._bytes -= old_size
             self.overflowed[kind] += 1
 
-    def _kind_of(self, number: int) -> str:
+    def _victim(self) -> int | None:
+        """Index of the oldest result not being sent, else of the oldest other message not being sent."""
+        fallback = None
+        for i, (number, _, kind) in enumerate(self._index):
+            if number == self._inflight:
+                continue
+            if kind == "result":
+                return i
+            if fallback is None:
+                fallback = i
+        return fallback
+
+    @staticmethod
+    def _kind_of(path: Path) -> str:
         try:
-            return str(json.loads(self._path(number).read_bytes()).get("kind") or "unknown")
+            return str(json.loads(path.read_bytes()).get("kind") or "unknown")
         except (OSError, ValueError, AttributeError):
             return "unknown"
 
@@ -165,30 +183,40 @@ class Spool:
     # -- reading (the head)
 
     def peek(self) -> SpooledMessage | None:
-        """The oldest message (unreadable files are removed and counted as corrupt)."""
+        """The oldest message (unreadable files are removed and counted as corrupt); it is not pushed out
+        by overflow until :meth:`pop` or the next peek."""
         with self._lock:
             while self._index:
                 number = self._index[0][0]
                 try:
                     doc = json.loads(self._path(number).read_bytes())
+                    self._inflight = number
                     return SpooledMessage(str(doc["topic"]), str(doc["payload"]).encode("utf-8"),
-                                          str(doc.get("kind") or "unknown"))
+                                          str(doc.get("kind") or "unknown"), number)
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     log.error("spool: %s is unreadable (%s); removed", self._path(number), exc)
                     self.corrupt += 1
-                    self._pop_locked()
+                    self._remove_locked(number)
             return None
 
-    def pop(self) -> None:
-        """Remove the oldest message (after it was sent)."""
+    def pop(self, number: int | None = None) -> None:
+        """Remove message ``number`` (default: the oldest) after it was sent."""
         with self._lock:
-            self._pop_locked()
+            if number is None:
+                if not self._index:
+                    return
+                number = self._index[0][0]
+            self._remove_locked(number)
 
-    def _pop_locked(self) -> None:
-        if self._index:
-            number, size, _ = self._index.popleft()
-            _unlink(self._path(number))
-            self._bytes -= size
+    def _remove_locked(self, number: int) -> None:
+        if number == self._inflight:
+            self._inflight = None
+        for i, (n, size, _) in enumerate(self._index):
+            if n == number:
+                del self._index[i]
+                _unlink(self._path(number))
+                self._bytes -= size
+                return
 
 
 def _unlink(path: Path) -> None:
