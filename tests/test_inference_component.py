@@ -265,15 +265,20 @@ def test_a_corrupt_model_is_refused_with_errored_and_a_fixed_model_dir_brings_it
     assert "expects 69c35e57e46be6e0b181ac90219c7c88ee51cbcde1d04cfbd587b7d0e0d8147d" in errors[0]
 
 
-def test_the_face_detector_bundle_gives_detections_from_inline_frames_and_other_majors_are_refused(
+def test_a_new_model_dir_switches_to_the_face_detector_which_gives_detections_and_other_majors_are_refused(
         core: Any, tmp_path: Path, camera: Camera) -> None:
-    proc = _start(core, tmp_path, {"modelDir": str(FACE_BUNDLE)})
+    proc = _start(core, tmp_path, {"modelDir": str(HOTDOG_BUNDLE)})
     face = cv2.imread(str(FACE_PHOTO), cv2.IMREAD_COLOR)
     ok, jpeg = cv2.imencode(".jpg", cv2.resize(face, (96, 112)), [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert ok
     try:
         assert _wait_state(core, "greenlens.Inference", "RUNNING")
-        from_ring = camera.show(face)
+        assert camera.show(face)["model"]["name"] == "efficientnet-lite0"
+        # greenlens.Model 2.0.0 deployed: model.json says detection, "face", letterbox, SSD anchors.
+        core.call_soon(lambda: core.host.config.merge("greenlens.Inference", {"modelDir": str(FACE_BUNDLE)}))
+        from_ring = camera.show_until(face, lambda r: r["model"]["name"] == "face-detection-short-range")
+        assert camera.events.wait_for(lambda m: "face-detection-short-range 2.0.0" in m["detail"])["kind"] \
+            == "model_loaded"
         inline = messages.frame_message(source="door", seq=900, captured_at=time.time(), width=96, height=112,
                                         dropped=3, jpeg=jpeg.tobytes())
         future = {**inline, "schema": "greenlens.frame/2", "seq": 901}
