@@ -8,6 +8,7 @@ watches the results topic with the real awsiotsdk client.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import pytest
 from greenlens_common import messages, topics
 from greenlens_common.ipc import SOCKET_ENV, Ipc
 from greenlens_common.ring import RingWriter
+from greenlens_inference.bundle import BundleError
 from greenlens_inference.component import InferenceComponent
 from greenlens_inference.config import ConfigError, InferenceConfig
 
@@ -428,3 +430,24 @@ def test_inline_jpeg_descriptors_decode_like_the_capture_encodes_them() -> None:
     assert np.abs(decoded.astype(int) - image.astype(int)).max() < 8
     with pytest.raises(FrameReadError, match="frame seq 1: its inline jpeg .* cannot be decoded"):
         FrameReader().read({**msg, "jpeg": base64.b64encode(b"\xff\xd8 junk").decode()})
+
+
+def test_a_model_the_runtime_cannot_load_is_refused_and_the_previous_one_keeps_serving(tmp_path: Path) -> None:
+    broken = tmp_path / "truncated"
+    shutil.copytree(FACE_BUNDLE, broken)
+    data = (broken / "model.tflite").read_bytes()[:5000]
+    (broken / "model.tflite").write_bytes(data)
+    manifest = json.loads((broken / "model.json").read_text())
+    manifest["sha256"] = hashlib.sha256(data).hexdigest()  # the checksum fits: only loading can tell
+    (broken / "model.json").write_text(json.dumps(manifest))
+    events = Collector()
+    component = InferenceComponent(lambda topic, msg: events(msg, topic), ring_dir=tmp_path)
+    with pytest.raises(BundleError, match=rf"{broken / 'model.tflite'}: the .* runtime cannot load it"):
+        component.configure(InferenceConfig(model_dir=str(broken)))
+    assert component.engine is None
+    component.configure(InferenceConfig(model_dir=str(HOTDOG_BUNDLE), threshold=0.3))
+    with pytest.raises(BundleError, match="runtime cannot load it"):
+        component.configure(InferenceConfig(model_dir=str(broken)))
+    assert component.engine is not None and component.engine.bundle.name == "efficientnet-lite0"
+    assert component.engine.threshold == 0.3 and component.config.model_dir == str(HOTDOG_BUNDLE)
+    assert [e["kind"] for e in events.messages] == ["model_loaded"]
