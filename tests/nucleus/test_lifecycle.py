@@ -548,3 +548,39 @@ def test_pause_and_resume_freeze_and_thaw_the_processes(
             await kernel.wait_for_state("pausable", "FINISHED", T)
 
     run_async(scenario())
+
+
+def test_a_daemon_forked_by_startup_is_stopped_with_the_component(
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "daemon.fifo"
+    os.mkfifo(fifo)
+    recipe = make_recipe("forking", lifecycle={"Startup": f"sleep 60 & echo $! > {fifo}; exit 0"})
+
+    async def scenario() -> int:
+        async with running_kernel() as kernel:
+            await kernel.apply({"forking": recipe})
+            daemon = int(await asyncio.to_thread(fifo.read_text))
+            await kernel.wait_for_state("forking", "RUNNING", T)
+            assert kernel.history("forking")[-2:] == ["STARTING", "RUNNING"]
+            os.kill(daemon, 0)  # still running after Startup exited 0
+            assert kernel.stop_component("forking")
+            await kernel.wait_for_state("forking", "FINISHED", T)
+            return daemon
+
+    daemon = run_async(scenario())
+    try:
+        os.kill(daemon, 0)
+        alive = _not_zombie(daemon)
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

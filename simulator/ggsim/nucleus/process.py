@@ -264,14 +264,50 @@ class ExitInfo:
     timed_out: bool = False
 
 
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's subprocess protocol plus a future resolved when the process exits.
+
+    On Python 3.11 ``Process.wait()`` returns only once the stdout/stderr pipes are closed too, so a
+    daemon left behind by a Startup script would hide the script's exit; ``exited`` does not wait for
+    the pipes.
+    """
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[int] = loop.create_future()
+
+    def process_exited(self) -> None:
+        transport = self._transport  # type: ignore[attr-defined]
+        code = transport.get_returncode() if transport is not None else None
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(code if code is not None else -1)
+
+
+async def _spawn(script: str, cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process, _ExitAwareProtocol]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAwareProtocol(_LINE_LIMIT, loop),
+        "sh", "-c", script,
+        cwd=str(cwd),
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
 class ScriptProcess:
     """One running lifecycle script."""
 
-    def __init__(self, component: str, step: str, proc: asyncio.subprocess.Process,
+    def __init__(self, component: str, step: str, proc: asyncio.subprocess.Process, exited: asyncio.Future[int],
                  readers: list[asyncio.Task[None]], grace: float) -> None:
         self.component = component
         self.step = step
         self._proc = proc
+        self._exited = exited
         self._readers = readers
         self.pid = proc.pid
         self.grace = grace
@@ -287,7 +323,7 @@ class ScriptProcess:
         Output already written is logged first; a daemon the script left behind may keep the pipes
         open, so the readers get a short while and then keep logging in the background.
         """
-        code = await self._proc.wait()
+        code = await asyncio.shield(self._exited)
         if self._readers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._readers, return_exceptions=True)), 0.5)
@@ -316,7 +352,7 @@ class ScriptProcess:
             tree = [p for p in tree + _descendants(self.pid) if _alive(p)]
             if self._proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._proc.wait()), min(0.05, grace))
+                    await asyncio.wait_for(asyncio.shield(self._exited), min(0.05, grace))
                 continue
             if not tree and not _group_alive(pgid):
                 break
@@ -324,12 +360,15 @@ class ScriptProcess:
         remaining = [p for p in tree if _alive(p)]
         if remaining or _group_alive(pgid) or self._proc.returncode is None:
             _signal(remaining, pgid, signal.SIGKILL)
-        await self._proc.wait()
+        await asyncio.shield(self._exited)
         for reader in self._readers:
-            # a killed tree's orphans may hold the pipe open; stop reading after they are gone
+            # the output written before the end is logged; an escaped orphan may hold the pipe open
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), 1.0)
             reader.cancel()
+        transport = getattr(self._proc, "_transport", None)
+        if transport is not None:
+            transport.close()
 
 
 def _group_alive(pgid: int) -> bool:
@@ -442,24 +481,15 @@ class ProcessRunner:
                 "RequiresPrivilege is set but ggsim does not run as root; the step runs as the current user",
                 {**ctx(), "user": _user_name()},
             )
-        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-            "sh", "-c", script,
-            cwd=str(cwd),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            limit=_LINE_LIMIT,
-        ))
+        spawn = asyncio.ensure_future(_spawn(script, cwd, env))
         try:
             # never cancel a spawn half-way: asyncio would kill the shell only and then wait for the
             # orphaned children to close its pipes
-            proc = await asyncio.shield(spawn)
+            proc, protocol = await asyncio.shield(spawn)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                orphan = await spawn
-                await ScriptProcess(component, step, orphan, [], self.grace).stop()
+                orphan, orphan_protocol = await spawn
+                await ScriptProcess(component, step, orphan, orphan_protocol.exited, [], self.grace).stop()
             raise
         self.logs.component(component, "INFO", "shell-runner-start", "",
                             {**ctx(), "command": f'["{script}"]'}, also_kernel=False)
@@ -467,7 +497,7 @@ class ProcessRunner:
             asyncio.ensure_future(self._copy(proc.stdout, component, "INFO", "stdout", ctx)),
             asyncio.ensure_future(self._copy(proc.stderr, component, "WARN", "stderr", ctx)),
         ]
-        return ScriptProcess(component, step, proc, readers, self.grace)
+        return ScriptProcess(component, step, proc, protocol.exited, readers, self.grace)
 
     async def run(
         self,
