@@ -198,15 +198,17 @@ class _Runner:
                     if not healthy:
                         self.report("RUNNING")
                         healthy = True
-                while not self.reload.is_set():
+                while True:
                     self.wake.wait()
+                    self.wake.clear()  # before the checks: whatever is set from now on wakes the next wait
                     if self.stop.is_set():
                         component.log_stats()
                         return 0
                     if self.fatal is not None:
                         log.error("greenlens.Inference stops: results cannot be published: %s", self.fatal)
                         return 3
-                    self.wake.clear()
+                    if self.reload.is_set():
+                        break
                 self.reload.clear()
                 failure = self.configure(component)
         finally:
