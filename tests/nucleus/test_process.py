@@ -223,3 +223,17 @@ def test_an_overlong_output_line_is_reported_and_logging_goes_on(
     messages = [line["message"] for line in log_lines(tmp_path, "c") if line["event"] == "stdout"]
     assert "(line longer than 1 MiB truncated)" in messages
     assert messages[-1] == "after"
+
+
+def test_a_log_from_an_earlier_hour_is_rotated_under_that_hour(tmp_path: Path) -> None:
+    old = tmp_path / "greengrass.log"
+    old.write_text("an old line\n")
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    os.utime(old, (two_hours_ago.timestamp(), two_hours_ago.timestamp()))
+    logs = GreengrassLogs(tmp_path)
+    logs.kernel("INFO", "com.aws.greengrass.lifecyclemanager.Kernel", "system-start")
+    logs.close()
+    [rotated] = logs.rotated("greengrass")
+    assert rotated.name == f"greengrass_{two_hours_ago:%Y_%m_%d_%H}_0.log"
+    assert rotated.read_text() == "an old line\n"
+    assert "system-start" in old.read_text() and "an old line" not in old.read_text()

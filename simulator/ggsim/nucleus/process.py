@@ -81,12 +81,16 @@ def format_log_line(
     return text
 
 
+def _hour(when: _dt.datetime) -> str:
+    return when.astimezone(_dt.UTC).strftime("%Y_%m_%d_%H")
+
+
 class GreengrassLogs:
     """The files under ``<root>/logs``: ``greengrass.log`` for the kernel, ``<name>.log`` per component.
 
-    A file that reaches ``max_bytes`` (1024 KB, as the nucleus) is rotated to
-    ``<name>_YYYY_MM_DD_HH_<n>.log``; the oldest rotated files of a log are deleted while the log's files
-    together exceed ``max_total`` (10 240 KB). The nucleus also rotates hourly; ggsim does not.
+    As on the nucleus, a file is rotated every hour and when it reaches ``max_bytes`` (1024 KB), to
+    ``<name>_YYYY_MM_DD_HH_<n>.log`` (the UTC hour it covers); the oldest rotated files of a log are
+    deleted while they together exceed ``max_total`` (10 240 KB).
     """
 
     KERNEL = "greengrass"
@@ -98,6 +102,7 @@ class GreengrassLogs:
         self.max_total = max_total
         self._files: dict[str, IO[str]] = {}
         self._sizes: dict[str, int] = {}
+        self._hours: dict[str, str] = {}
 
     def path(self, name: str) -> Path:
         return self.dir / f"{name}.log"
@@ -112,9 +117,12 @@ class GreengrassLogs:
         f = self._files.get(name)
         if f is None or f.closed:
             path = self.path(name)
+            existed = path.exists()
             f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open
             self._files[name] = f
             self._sizes[name] = path.stat().st_size
+            when = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC) if existed else _dt.datetime.now(_dt.UTC)
+            self._hours[name] = _hour(when)
         return f
 
     def write(
@@ -128,8 +136,13 @@ class GreengrassLogs:
         *,
         thread: str = "main",
     ) -> None:
-        line = format_log_line(level, logger, event, message, context, thread=thread) + "\n"
-        self._file(name).write(line)
+        now = _dt.datetime.now(_dt.UTC)
+        line = format_log_line(level, logger, event, message, context, thread=thread, when=now) + "\n"
+        f = self._file(name)
+        if self._hours.get(name) != _hour(now) and self._sizes.get(name, 0) > 0:
+            self._rotate(name)
+            f = self._file(name)
+        f.write(line)
         self._sizes[name] = self._sizes.get(name, 0) + len(line.encode("utf-8", errors="replace"))
         if self._sizes[name] >= self.max_bytes:
             self._rotate(name)
@@ -138,7 +151,7 @@ class GreengrassLogs:
         f = self._files.pop(name, None)
         if f is not None:
             f.close()
-        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y_%m_%d_%H")
+        stamp = self._hours.get(name) or _hour(_dt.datetime.now(_dt.UTC))
         n = 0
         while (self.dir / f"{name}_{stamp}_{n}.log").exists():
             n += 1
