@@ -441,6 +441,11 @@ def test_bootstrap_runs_before_install_on_first_deployment(
             assert await kernel.wait_healthy(["boot"], T) == {"boot": "RUNNING"}
             assert lines(kernel.root / "work" / "boot.txt") == ["bootstrap", "install"]
             assert "a device would restart the nucleus" in (kernel.root / "logs" / "boot.log").read_text()
+        # ggsim restarted with the same deployment: Install runs again (every launch), Bootstrap does not
+        async with running_kernel() as kernel:
+            await kernel.apply({"boot": recipe})
+            assert await kernel.wait_healthy(["boot"], T) == {"boot": "RUNNING"}
+            assert lines(kernel.root / "work" / "boot.txt") == ["bootstrap", "install", "install"]
 
     run_async(scenario())
 

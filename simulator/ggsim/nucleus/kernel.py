@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import signal
 from collections.abc import Callable, Iterable, Mapping
@@ -186,12 +187,12 @@ class Kernel:
             )
             service.update_recipe(recipe)
             if service.state == State.BROKEN or action == "reinstall":
-                service.request_reinstall(bootstrap=bootstrap)
+                service.request_reinstall(bootstrap=bootstrap and self._bootstrap_needed(recipe))
             elif action == "restart":
                 service.request_restart()
         for name in new_services:
             service = self._services[name]
-            if "bootstrap" in service.recipe.lifecycle:
+            if self._bootstrap_needed(service.recipe):
                 service.request_reinstall(bootstrap=True)
             service.start()
         for name in reversed(self._start_order({n: self._services[n].recipe for n in removed})):
@@ -204,6 +205,28 @@ class Kernel:
                 self.tokens.revoke(name)
             self.logs.component(name, "INFO", "service-removed", "", {"serviceName": name})
             self._notify()
+
+    def _bootstrap_needed(self, recipe: Recipe) -> bool:
+        """Bootstrap runs when a deployment brings a component version (or Bootstrap step) this root has
+        not bootstrapped yet; not again when ggsim restarts with the same deployment. Remembered in
+        ``<root>/deployments/bootstrapped.json``."""
+        step = recipe.lifecycle.get("bootstrap")
+        if step is None:
+            return False
+        path = self.root / "deployments" / "bootstrapped.json"
+        try:
+            done = json.loads(path.read_text())
+        except (OSError, ValueError):
+            done = {}
+        if not isinstance(done, dict):
+            done = {}
+        mark = {"version": recipe.version, "script": step.script}
+        if done.get(recipe.name) == mark:
+            return False
+        done[recipe.name] = mark
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(done, indent=1, sort_keys=True))
+        return True
 
     async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
         """Wait until each named component is RUNNING, FINISHED or BROKEN with no request pending;
