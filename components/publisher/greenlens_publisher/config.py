@@ -22,8 +22,8 @@ streamMaxFps           15               most frames per second sent to one MJPEG
 jpegQuality            80               JPEG quality of the streams (1..100)
 =====================  ===============  ===========================================================================
 
-All of them are applied without a restart (a new host/port rebinds the server; a new spoolDir is used
-for messages spooled from then on while those in the old folder are sent first).
+All of them but spoolDir are applied without a restart (a new host/port rebinds the HTTP server); a new
+spoolDir is used from the next start (a warning says so).
 Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted when they mean the same.
 """
 

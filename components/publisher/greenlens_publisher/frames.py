@@ -98,7 +98,7 @@ class LatestImage:
         self._image: Image | None = None
         self._placeholder = placeholder
         self.version = 0
-        self._jpeg: tuple[int, bytes] | None = None
+        self._jpeg: Encoded | None = None
         self._listeners: list[Callable[[], None]] = []
 
     def listen(self, callback: Callable[[], None]) -> None:
@@ -116,17 +116,25 @@ class LatestImage:
         with self._lock:
             return self._image
 
-    def jpeg(self) -> tuple[int, bytes]:
-        """``(version, JPEG bytes)`` of the newest image (the placeholder before the first)."""
+    def jpeg(self) -> Encoded:
+        """The newest image as JPEG (the placeholder, seq 0, before the first)."""
         with self._encode_lock:
             with self._lock:
                 version, image = self.version, self._image
             cached = self._jpeg
-            if cached is not None and cached[0] == version:
+            if cached is not None and cached.version == version:
                 return cached
             pixels = image.image if image is not None else self._placeholder
             ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
             if not ok:
                 raise RuntimeError(f"{self.name}: JPEG encoding failed")
-            self._jpeg = (version, buf.tobytes())
+            self._jpeg = Encoded(version, image.seq if image is not None else 0, buf.tobytes())
             return self._jpeg
+
+
+@dataclass(frozen=True)
+class Encoded:
+    version: int
+    seq: int
+    """The frame's sequence number (0: the placeholder)."""
+    data: bytes

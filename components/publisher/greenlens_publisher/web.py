@@ -96,10 +96,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         while True:
             started = time.monotonic()
-            version, jpeg = await loop.run_in_executor(None, watch.image.jpeg)
+            jpeg = await loop.run_in_executor(None, watch.image.jpeg)
+            version = jpeg.version
             await response.write(
-                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                + jpeg + b"\r\n")
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n"
+                f"X-Frame-Seq: {jpeg.seq}\r\n\r\n".encode() + jpeg.data + b"\r\n")
             min_period = 1.0 / component.config.stream_max_fps
             pause = min_period - (time.monotonic() - started)
             if pause > 0:
