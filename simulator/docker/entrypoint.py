@@ -1,0 +1,191 @@
+"""The GreenLens image's entry point: ggsim with greenlens.App deployed, its health check, and Mosquitto.
+
+    entrypoint.py up          # default: `ggsim up` with greenlens.App from /opt/greenlens/deploy
+    entrypoint.py health      # exit 0 when every deployed component is RUNNING or FINISHED (HEALTHCHECK)
+    entrypoint.py mosquitto   # an MQTT broker on 127.0.0.1:$GREENLENS_MQTT_PORT (compose profile `mqtt`)
+    entrypoint.py <command>   # anything else runs as given (e.g. bash, ggsim ...)
+
+`up` is configured by the environment:
+
+    GREENLENS_SOURCE        greenlens.Capture's source: a video file or photo folder mounted into the
+                            container, a camera device (/dev/video0), a URL, or `synthetic` (default)
+    GREENLENS_PAGE_HOST     address the page listens on (default 127.0.0.1; with host networking the
+                            page is then http://127.0.0.1:<port>/ on the host)
+    GREENLENS_PAGE_PORT     the page's port (default 8080)
+    GREENLENS_MQTT_BROKER   mqtt://host:port: bridge IoT Core to this broker instead of the embedded stand-in
+    GREENLENS_THING_NAME    the core device's thing name (default ggsim-core)
+    GREENLENS_APP_VERSION   greenlens.App version to deploy (default: the highest in the deploy folder)
+    GREENLENS_CONFIG        extra configuration, {"<component>": {"MERGE": {...}}} as JSON, merged last
+    GREENLENS_DEPLOY        the build output with recipes/ and artifacts/ (default /opt/greenlens/deploy)
+    GGSIM_ROOT              ggsim's Greengrass root (the image sets /var/lib/ggsim)
+
+As PID 1 (no `docker run --init`) it forwards SIGTERM/SIGINT to its child and reaps orphaned processes,
+so component processes never linger as zombies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEPLOY = Path(os.environ.get("GREENLENS_DEPLOY", "/opt/greenlens/deploy"))
+APP = "greenlens.App"
+_RECIPE_FILE = re.compile(r"^(?P<name>.+)-(?P<version>\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)\.(?:ya?ml|json)$")
+HEALTHY = {"RUNNING", "FINISHED"}
+
+
+class EntrypointError(Exception):
+    """A setting or a file the container cannot start with; the text says which and what is expected."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.split(r"[-+]", version, maxsplit=1)[0].split("."))
+
+
+def built_versions(deploy: Path = DEPLOY) -> dict[str, list[str]]:
+    """Component name → its versions in the deploy folder's recipes (from the build's file names)."""
+    recipes = deploy / "recipes"
+    if not recipes.is_dir():
+        raise EntrypointError(f"{recipes}: not found; the image must contain the build output (make build)")
+    versions: dict[str, list[str]] = {}
+    for path in recipes.iterdir():
+        match = _RECIPE_FILE.match(path.name)
+        if match:
+            versions.setdefault(match["name"], []).append(match["version"])
+    return {name: sorted(found, key=_version_key) for name, found in versions.items()}
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise EntrypointError(f"GREENLENS_PAGE_PORT: {text!r}: expected a TCP port number 1..65535")
+    return port
+
+
+def up_command(env: dict[str, str]) -> list[str]:
+    """The `ggsim up` command line for this environment."""
+    versions = built_versions(Path(env.get("GREENLENS_DEPLOY", str(DEPLOY))))
+    if APP not in versions:
+        raise EntrypointError(f"{DEPLOY / 'recipes'}: no {APP} recipe; the image must contain the build output")
+    app = env.get("GREENLENS_APP_VERSION") or versions[APP][-1]
+    if app not in versions[APP]:
+        raise EntrypointError(f"GREENLENS_APP_VERSION: {app!r}: not built; available: {', '.join(versions[APP])}")
+    config: dict[str, dict[str, dict[str, object]]] = {
+        "greenlens.Capture": {"MERGE": {"source": env.get("GREENLENS_SOURCE") or "synthetic"}},
+        "greenlens.StreamPublisher": {"MERGE": {
+            "host": env.get("GREENLENS_PAGE_HOST") or "127.0.0.1",
+            "port": _port(env.get("GREENLENS_PAGE_PORT") or "8080"),
+        }},
+    }
+    extra = env.get("GREENLENS_CONFIG")
+    if extra:
+        try:
+            more = json.loads(extra)
+        except ValueError as exc:
+            raise EntrypointError(f"GREENLENS_CONFIG: not JSON: {exc}") from None
+        if not isinstance(more, dict) or not all(isinstance(v, dict) for v in more.values()):
+            raise EntrypointError('GREENLENS_CONFIG: expected {"<component>": {"MERGE": {...}}}')
+        for name, update in more.items():
+            merged = config.setdefault(name, {})
+            merged.setdefault("MERGE", {}).update(update.get("MERGE", {}))
+            if "RESET" in update:
+                merged["RESET"] = update["RESET"]
+    deploy = Path(env.get("GREENLENS_DEPLOY", str(DEPLOY)))
+    command = ["ggsim", "up", "-r", str(deploy / "recipes"), "-a", str(deploy / "artifacts"),
+               "-m", f"{APP}={app}"]
+    # Components that receive configuration are roots too, with the version greenlens.App resolves to
+    # (the highest built one in its range), so the deployment accepts their configuration.
+    for name in sorted(config):
+        if name in versions:
+            command += ["-m", f"{name}={versions[name][-1]}"]
+    command += ["-c", json.dumps(config, sort_keys=True)]
+    if env.get("GREENLENS_MQTT_BROKER"):
+        command += ["--mqtt-broker", env["GREENLENS_MQTT_BROKER"]]
+    if env.get("GREENLENS_THING_NAME"):
+        command += ["--thing-name", env["GREENLENS_THING_NAME"]]
+    return command
+
+
+def health() -> int:
+    """HEALTHCHECK: ggsim answers and every component is RUNNING or FINISHED."""
+    try:
+        listed = subprocess.run(["ggsim", "component", "list", "--json"], capture_output=True, text=True,
+                                timeout=20)
+    except subprocess.TimeoutExpired:
+        print("health: ggsim component list did not answer within 20 s")
+        return 1
+    if listed.returncode != 0:
+        print(f"health: ggsim component list exited {listed.returncode}: {listed.stderr.strip()[-300:]}")
+        return 1
+    components = json.loads(listed.stdout)
+    if isinstance(components, dict):
+        components = components.get("components", [])
+    states = {c.get("componentName"): c.get("state") for c in components}
+    if APP not in states:
+        print(f"health: {APP} is not deployed (components: {states})")
+        return 1
+    unhealthy = {name: state for name, state in states.items() if state not in HEALTHY}
+    if unhealthy:
+        print(f"health: not RUNNING/FINISHED: {unhealthy}")
+        return 1
+    print(f"health: {len(states)} components RUNNING/FINISHED")
+    return 0
+
+
+def mosquitto_command(env: dict[str, str]) -> list[str]:
+    port = env.get("GREENLENS_MQTT_PORT") or "18883"
+    host = env.get("GREENLENS_MQTT_HOST") or "127.0.0.1"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise EntrypointError(f"GREENLENS_MQTT_PORT: {port!r}: expected a TCP port number 1..65535")
+    conf = Path(tempfile.mkdtemp(prefix="mosquitto-")) / "mosquitto.conf"
+    conf.write_text(f"listener {port} {host}\nallow_anonymous true\npersistence false\n")
+    return ["mosquitto", "-c", str(conf)]
+
+
+def run(command: list[str]) -> int:
+    """Run `command`: exec it, or as PID 1, supervise it (forward signals, reap orphans)."""
+    if os.getpid() != 1:
+        os.execvp(command[0], command)
+    child = subprocess.Popen(command)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda number, _frame: child.send_signal(number))
+    while True:
+        try:
+            pid, status = os.wait()  # reaps the child and any orphan reparented to PID 1
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+        if pid == child.pid:
+            return os.waitstatus_to_exitcode(status) if status else 0
+
+
+def main(argv: list[str]) -> int:
+    action = argv[0] if argv else "up"
+    try:
+        if action == "up":
+            command = up_command(dict(os.environ))
+            print("greenlens: " + " ".join(command), flush=True)
+        elif action == "health":
+            return health()
+        elif action == "mosquitto":
+            command = mosquitto_command(dict(os.environ))
+        else:
+            command = argv
+    except EntrypointError as exc:
+        print(f"greenlens: {exc}", file=sys.stderr)
+        return 2
+    return run(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
