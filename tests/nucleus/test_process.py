@@ -123,6 +123,8 @@ def test_log_line_format() -> None:
                            thread="Copier", when=when) == (
         "2026-01-02T03:04:05.678Z [INFO] (Copier) com.example.X: stdout. Hello. {serviceName=com.example.X}"
     )
+    multi = format_log_line("INFO", "c", "shell-runner-start", context={"command": "a\nb"}, when=when)
+    assert multi == "2026-01-02T03:04:05.678Z [INFO] (main) c: shell-runner-start. {command=a\\nb}"
 
 
 def test_timeout_stops_the_script(tmp_path: Path, run_async: Callable[..., Any]) -> None:

@@ -57,7 +57,8 @@ class Tokens(Protocol):
 
 
 def _kv(context: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in context.items()) + "}"
+    # one event, one line: a multi-line script in `command` must not break the line format
+    return "{" + ", ".join(f"{k}=" + str(v).replace("\n", "\\n") for k, v in context.items()) + "}"
 
 
 def format_log_line(
