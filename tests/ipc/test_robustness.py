@@ -185,3 +185,25 @@ def test_a_subscriber_that_does_not_read_gets_bounded_buffering_and_counted_drop
         sock.close()
     finally:
         core.close()
+
+
+def test_a_root_too_long_for_a_socket_path_still_serves(tmp_path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    core = Core(deep)
+    try:
+        assert len(str(core.host.socket_path)) >= 108
+        work = deep / "work" / "test.Long"
+        work.mkdir(parents=True)
+        token = core.call_soon(lambda: (core.host.config.merge("test.Long", {"k": "v"}),
+                                        core.host.tokens.issue("test.Long"))[1])
+        from tests.support.agents import AgentProcess
+
+        # The nucleus gives such components the relative path from their work folder.
+        agent = AgentProcess({"SVCUID": token, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT":
+                              "../../ipc.socket"}, cwd=str(work))
+        core.agents.append(agent)
+        assert agent.call("get_configuration", {"keyPath": ["k"]})["value"] == {"k": "v"}
+    finally:
+        core.close()
+    assert not (deep / "ipc.socket").exists()

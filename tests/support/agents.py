@@ -25,14 +25,14 @@ class IpcCallError(Exception):
 class AgentProcess:
     """A separate process speaking IPC with the real awsiotsdk client, driven line by line."""
 
-    def __init__(self, env: dict[str, str], api: str = "v2", timeout: float = 15.0) -> None:
+    def __init__(self, env: dict[str, str], api: str = "v2", timeout: float = 15.0, cwd: str | None = None) -> None:
         self.api = api
         self.timeout = timeout
         full_env = {k: v for k, v in os.environ.items()
                     if k not in ("SVCUID", "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT")}
         full_env.update(env)
         self.proc = subprocess.Popen([sys.executable, str(AGENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=full_env)
+                                     text=True, env=full_env, cwd=cwd)
         self._ids = itertools.count(1)
         self._replies: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._streams: dict[int, queue.Queue[dict[str, Any]]] = {}

@@ -12,6 +12,8 @@ import inspect
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,8 @@ MODEL_OPERATIONS = frozenset({
     "AuthorizeClientDeviceAction",
 })
 
+#: sun_path's size on Linux: a socket path must be shorter.
+SUN_PATH_MAX = 108
 #: Bytes a connection may have waiting in its transport before subscription events to it are dropped.
 DEFAULT_MAX_BUFFER = 8 * 1024 * 1024
 
@@ -361,6 +365,7 @@ class IpcServer:
         self.authorizer = Authorizer(config.access_control, revision)
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._short_dir: Path | None = None
         self.services = build_services(self)
         self.operations: dict[str, Operation] = {}
         for service in self.services.values():
@@ -371,9 +376,16 @@ class IpcServer:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self._server = await asyncio.start_unix_server(self._accept, path=str(self.socket_path),
-                                                       limit=2 ** 20)
-        os.chmod(self.socket_path, 0o666)  # authentication is token-only, as on the nucleus
+        bind_path = self.socket_path
+        if len(os.fsencode(self.socket_path)) >= SUN_PATH_MAX:
+            # Too long for sun_path: bind in a short private folder and link it from the root, as the
+            # nucleus works around it. Components reach it by the short relative path in their env.
+            self._short_dir = Path(tempfile.mkdtemp(prefix="ggsim-"))
+            bind_path = self._short_dir / "ipc.socket"
+        self._server = await asyncio.start_unix_server(self._accept, path=str(bind_path), limit=2 ** 20)
+        os.chmod(bind_path, 0o666)  # authentication is token-only, as on the nucleus
+        if bind_path != self.socket_path:
+            self.socket_path.symlink_to(bind_path)
         log.info("IPC server listening on %s", self.socket_path)
 
     async def close(self) -> None:
@@ -389,6 +401,9 @@ class IpcServer:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        if self._short_dir is not None:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(self, reader, writer)
