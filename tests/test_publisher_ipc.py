@@ -157,10 +157,12 @@ def test_results_and_debounced_events_reach_iot_core_and_configuration_updates_a
         assert status["iot_core"]["results_topic"] == results_topic
         assert http_json(f"http://127.0.0.1:{port}/healthz")["status"] == "ok"
 
-        # A configuration update, no restart: a new prefix and k=1.
-        core.call_soon(lambda: core.host.config.merge(NAME, {"topicPrefix": "acme", "debounceResults": 1.0}))
-        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/api/status")["config"]["topicPrefix"] == "acme",
-                   20, "the new configuration")
+        # A configuration update, no restart: a new prefix, k=1 and a new port.
+        new_port = free_port()
+        core.call_soon(lambda: core.host.config.merge(NAME, {"topicPrefix": "acme", "debounceResults": 1.0,
+                                                             "port": float(new_port)}))
+        status = wait_until(lambda: http_json(f"http://127.0.0.1:{new_port}/api/status"), 20, "the new port")
+        assert status["config"]["topicPrefix"] == "acme" and status["frames"]["received"] == 9, "same process"
         step(True)
         iot.wait(lambda ms: "appeared" in events(ms, f"acme/{THING}/events")
                  and any(t == f"acme/{THING}/results" and m["seq"] == 10 for t, m, _ in ms),
@@ -263,10 +265,12 @@ def test_while_iot_core_is_unreachable_messages_are_spooled_on_disk_and_sent_in_
         wait_until(lambda: not core.host.iotcore.connected, 20, "the bridge to notice the broker is gone")
         for present in (True, True, True, True, True, True, True, False):  # seq 2..9; "appeared" at seq 3
             step(present)
-        status = wait_until(lambda: (s := http_json(f"http://127.0.0.1:{port}/api/status"))
-                            ["results"]["received"] == 9 and not s["iot_core"]["online"]
-                            and s["iot_core"]["queued"] == 0 and s, 30, "the messages to be spooled")
-        spool = status["iot_core"]["spool"]
+
+        def all_spooled() -> dict[str, Any] | None:
+            sp = http_json(f"http://127.0.0.1:{port}/api/status")["iot_core"]["spool"]
+            return sp if sp["messages"] + sum(sp["overflowed"].values()) == 9 else None
+
+        spool = wait_until(all_spooled, 30, "the 9 messages (8 results, 1 event) to be spooled or overflow")
         assert spool["messages"] == 6, "bounded at spoolMaxMessages"
         assert spool["overflowed"] == {"result": 3}, "9 messages (8 results, 1 event) for 6 places"
         on_disk = sorted((tmp_path / "work" / "spool").glob("*.json"))
@@ -288,3 +292,13 @@ def test_while_iot_core_is_unreachable_messages_are_spooled_on_disk_and_sent_in_
     assert overflow["counters"]["lost_total"] == 3 and overflow["counters"]["overflowed_result"] == 3
     order = [m.get("seq", m.get("kind")) for t, m in delivered]
     assert order.index("appeared") < order.index(5), "the event spooled after seq 4 stays before seq 5"
+
+
+def test_without_a_thing_name_it_reports_errored_with_one_clear_line(core: Core, tmp_path: Path) -> None:
+    token = register(core, NAME, {"port": free_port(), "accessControl": access_control("greenlens")})
+    env = {"SVCUID": token, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(core.host.socket_path)}
+    proc = start_publisher(tmp_path / "work", env={**env, "AWS_IOT_THING_NAME": ""})
+    assert proc.wait(30) == 2
+    assert wait_state(core, "ERRORED")
+    errors = [line for line in (tmp_path / "work" / "stderr.log").read_text().splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "$AWS_IOT_THING_NAME is not set" in errors[0], errors

@@ -35,6 +35,11 @@ DESCRIPTORS_KEPT = 256
 RESULTS_QUEUED = 256
 
 
+def _burst(config: PublisherConfig) -> float:
+    """The bucket holds a second's worth of tokens: up to N results at once, N per second on average."""
+    return max(1.0, config.results_per_second)
+
+
 class PublisherComponent:
     def __init__(self, config: PublisherConfig, *, thing_name: str, send: Send,
                  ring_dir: str | os.PathLike[str] | None = None, work_dir: str | os.PathLike[str] = ".") -> None:
@@ -46,7 +51,7 @@ class PublisherComponent:
         self.device = LatestImage("device", placeholder(640, 480, "waiting for frames"), config.jpeg_quality)
         self.project = LatestImage("project", placeholder(640, 480, "waiting for results"), config.jpeg_quality)
         self.debouncer = Debouncer(config.debounce_results)
-        self.sampler = ResultSampler(TokenBucket(config.results_per_second))
+        self.sampler = ResultSampler(TokenBucket(config.results_per_second, burst=_burst(config)))
         spool_dir = Path(work_dir) / config.spool_dir
         self.spool = Spool(spool_dir, max_bytes=config.spool_max_bytes, max_messages=config.spool_max_messages)
         self.outbox = CloudOutbox(send, self.spool, retry_max=config.retry_max_seconds,
@@ -81,7 +86,7 @@ class PublisherComponent:
         with self._cond:
             self.config = new
             self.debouncer.set_k(new.debounce_results)
-            self.sampler.bucket.set_rate(new.results_per_second)
+            self.sampler.bucket.set_rate(new.results_per_second, burst=_burst(new))
             if new.results_per_second <= 0:
                 self.sampler.drop_pending()
             self.device.quality = self.project.quality = new.jpeg_quality

@@ -8,9 +8,10 @@ key                    default          meaning
 host                   ``127.0.0.1``    address the HTTP server (page, MJPEG streams, /api/status) listens on
 port                   8080             its TCP port
 topicPrefix            ``greenlens``    IoT Core topics are ``<topicPrefix>/<thing name>/results`` and ``/events``
-resultsPerSecond       1                most result messages sent to IoT Core per second (results are sampled:
-                                        the newest result goes, with a summary of those it stands for);
-                                        0 sends no results (events still go)
+resultsPerSecond       1                result messages sent to IoT Core per second: a token bucket of N tokens
+                                        refilled at N/s (bursts up to N). Results are sampled: the newest
+                                        result goes, with a summary of those it stands for; 0 sends no
+                                        results (events always go, unlimited)
 debounceResults        3                consecutive results that must agree before "appeared"/"gone" is sent
 mqttQos                0                QoS of PublishToIoTCore: 0 (a failure while offline comes back at once
                                         and the message goes to this component's disk spool) or 1
