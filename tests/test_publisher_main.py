@@ -108,7 +108,9 @@ def test_status_health_page_and_streams_before_and_after_frames(publisher: NoIpc
     assert status["results"]["latency_ms"]["samples"] == 5 and status["results"]["latency_ms"]["p99"] >= 0
     assert status["last_result"]["text"] == "HOTDOG 0.90" and status["debounced"]["present"] is True
     assert status["dropped_frames"] == 0
-    publisher.stop()
+    with urllib.request.urlopen(f"{publisher.url}/stream/project.mjpg", timeout=5) as viewer:
+        assert viewer.readline() == b"--greenlensframe\r\n"
+        publisher.stop()  # a viewer still attached does not hold the stop up (exit 0 within 20 s)
     kinds = [(m["iot_core"], m["payload"].get("kind")) for m in publisher.cloud]
     assert ("greenlens/local/events", "appeared") in kinds
 

@@ -22,6 +22,7 @@ log = logging.getLogger("greenlens.publisher.web")
 BOUNDARY = "greenlensframe"
 COMPONENT_KEY: web.AppKey[PublisherComponent] = web.AppKey("component", PublisherComponent)
 WATCHES_KEY: web.AppKey[dict[str, Watch]] = web.AppKey("watches", dict)
+VIEWERS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("viewers", set)
 
 
 class Watch:
@@ -61,7 +62,15 @@ def make_app(component: PublisherComponent) -> web.Application:
     app.router.add_get("/stream/device.mjpg", stream)
     app.router.add_get("/api/status", status)
     app.router.add_get("/healthz", healthz)
+    app[VIEWERS_KEY] = set()
+    app.on_shutdown.append(_end_streams)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Streams never end by themselves: end them so that a stop does not wait for the viewers."""
+    for task in list(app[VIEWERS_KEY]):
+        task.cancel()
 
 
 async def index(request: web.Request) -> web.Response:
@@ -93,6 +102,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     version = -1
+    task = asyncio.current_task()
+    assert task is not None
+    viewers = request.app[VIEWERS_KEY]
+    viewers.add(task)
     try:
         while True:
             started = time.monotonic()
@@ -106,6 +119,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if pause > 0:
                 await asyncio.sleep(pause)  # pacing to streamMaxFps, not synchronisation
             await watch.changed(version, timeout=5.0)  # a repeat every 5 s keeps idle connections alive
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the viewer went away
+    finally:
+        viewers.discard(task)
     return response
