@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from greenlens_common import topics
+from greenlens_common import messages, topics
 from greenlens_common.ipc import Ipc
 
 from tests.ipc.conftest import Core
@@ -156,6 +156,12 @@ def test_results_and_debounced_events_reach_iot_core_and_configuration_updates_a
         assert status["iot_core"]["online"] is True and status["iot_core"]["spool"]["messages"] == 0
         assert status["iot_core"]["results_topic"] == results_topic
         assert http_json(f"http://127.0.0.1:{port}/healthz")["status"] == "ok"
+
+        # Another component's event goes to IoT Core as it is.
+        lost = messages.event_message(component="greenlens.Capture", kind="source_lost", detail="camera gone")
+        feeder_ipc.publish_json(topics.EVENTS, lost)
+        msgs = iot.wait(lambda ms: "source_lost" in events(ms, events_topic), what="the forwarded event")
+        assert next(m for t, m, _ in msgs if t == events_topic and m["kind"] == "source_lost") == lost
 
         # A configuration update, no restart: a new prefix, k=1 and a new port.
         new_port = free_port()
@@ -302,3 +308,18 @@ def test_without_a_thing_name_it_reports_errored_with_one_clear_line(core: Core,
     assert wait_state(core, "ERRORED")
     errors = [line for line in (tmp_path / "work" / "stderr.log").read_text().splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "$AWS_IOT_THING_NAME is not set" in errors[0], errors
+
+
+def test_an_access_control_without_the_local_topics_is_errored_with_one_clear_line(core: Core,
+                                                                                   tmp_path: Path) -> None:
+    acl = access_control("greenlens")
+    del acl["aws.greengrass.ipc.pubsub"]
+    token = register(core, NAME, {"port": free_port(), "accessControl": acl})
+    env = {"SVCUID": token, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(core.host.socket_path),
+           "AWS_IOT_THING_NAME": THING}
+    proc = start_publisher(tmp_path / "work", env=env)
+    assert proc.wait(30) == 2
+    assert wait_state(core, "ERRORED")
+    errors = [line for line in (tmp_path / "work" / "stderr.log").read_text().splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "cannot subscribe" in errors[0] and "greenlens/frames" in errors[0], errors
+    assert "UnauthorizedError" in errors[0]

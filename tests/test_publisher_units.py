@@ -315,3 +315,18 @@ def test_outbox_spools_while_unreachable_and_sends_in_order_then_reports_the_ove
     assert event["counters"]["lost_total"] == 3 and event["counters"]["overflowed_result"] == 3
     assert messages.validate(event) == messages.EVENT
     assert outbox.online and outbox.send_failures >= 1
+
+
+def test_the_message_being_sent_never_overflows(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_messages=2)
+    spool.append(msg(1))
+    spool.append(msg(2))
+    head = spool.peek()  # being sent now
+    assert head is not None
+    spool.append(msg(3))
+    spool.pop(head.number)  # sent: it leaves the spool once, nothing else does
+    rest = []
+    while (m := spool.peek()) is not None:
+        rest.append(json.loads(m.payload)["n"])
+        spool.pop(m.number)
+    assert rest == [3] and spool.overflowed == {"result": 1}, "2 overflowed instead of the one in flight"

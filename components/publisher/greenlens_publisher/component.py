@@ -283,15 +283,16 @@ class PublisherComponent:
                     "verdict": result["verdict"], "text": verdict_text(result),
                     "top_k": result.get("top_k") or [], "detections": result.get("detections") or [],
                     "model": result.get("model"), "timings_ms": result.get("timings_ms")}
-        with self._cond:
+        with self._cond:  # the metrics' deques are appended to under this lock
             sampler = {"rate_limit_per_s": self.sampler.bucket.rate, "offered": self.sampler.offered,
                        "sent": self.sampler.sent, "sampled_out": self.sampler.sampled_out}
+            metrics = self.metrics.status()
         state = self.debouncer.state
         return {
             "component": COMPONENT,
             "thing_name": self.thing_name,
             "uptime_s": round(time.time() - self.started_at, 1),
-            **self.metrics.status(),
+            **metrics,
             "results_queue_overflowed": self.results_overflowed,
             "last_result": last,
             "debounced": {"present": state, "k": self.debouncer.k, "run": self.debouncer.run,

@@ -187,9 +187,14 @@ class _Runner:
             threading.Thread(target=self.read_stdin, args=(dispatch,), name="publisher-stdin", daemon=True).start()
         else:
             ipc = self.ipc
-            await self.loop.run_in_executor(None, lambda: [ipc.subscribe_json(t, h) for t, h in dispatch.items()])
-            await self.loop.run_in_executor(None, lambda: ipc.subscribe_to_configuration_update(
-                self.on_config_update))
+            try:
+                await self.loop.run_in_executor(None, lambda: [ipc.subscribe_json(t, h) for t, h in dispatch.items()])
+                await self.loop.run_in_executor(None, lambda: ipc.subscribe_to_configuration_update(
+                    self.on_config_update))
+            except IpcError as exc:
+                return self._failed(f"greenlens.StreamPublisher cannot subscribe: {exc} (does the recipe's "
+                                    "accessControl grant aws.greengrass#SubscribeToTopic on greenlens/frames, "
+                                    "greenlens/results and greenlens/events?)")
         runner = web.AppRunner(make_app(component), access_log=None)
         await runner.setup()
         try:
