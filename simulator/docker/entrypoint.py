@@ -115,8 +115,24 @@ def up_command(env: dict[str, str]) -> list[str]:
     return command
 
 
+def runs_a_process(name: str, version: str, deploy: Path = DEPLOY) -> bool | None:
+    """Whether the built recipe of name@version has a Startup or Run step (None: not in the build output)."""
+    import yaml
+
+    path = deploy / "recipes" / f"{name}-{version}.yaml"
+    if not path.is_file():
+        return None
+    recipe = {str(k).lower(): v for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
+    for manifest in recipe.get("manifests") or []:
+        lifecycle = {str(k).lower(): v for k, v in (manifest or {}).items()}.get("lifecycle") or {}
+        if {"startup", "run"} & {str(k).lower() for k in lifecycle}:
+            return True
+    return False
+
+
 def health() -> int:
-    """HEALTHCHECK: ggsim answers and every component is RUNNING or FINISHED."""
+    """HEALTHCHECK: ggsim answers, greenlens.App is deployed, every component is RUNNING or FINISHED, and
+    every component whose recipe runs a process (Startup or Run) is RUNNING (FINISHED means it stopped)."""
     try:
         listed = subprocess.run(["ggsim", "component", "list", "--json"], capture_output=True, text=True,
                                 timeout=20)
@@ -127,15 +143,17 @@ def health() -> int:
         print(f"health: ggsim component list exited {listed.returncode}: {listed.stderr.strip()[-300:]}")
         return 1
     components = json.loads(listed.stdout)
-    if isinstance(components, dict):
-        components = components.get("components", [])
     states = {c.get("componentName"): c.get("state") for c in components}
     if APP not in states:
         print(f"health: {APP} is not deployed (components: {states})")
         return 1
-    unhealthy = {name: state for name, state in states.items() if state not in HEALTHY}
+    unhealthy = {}
+    for c in components:
+        name, state = c.get("componentName"), c.get("state")
+        if state not in HEALTHY or (state == "FINISHED" and runs_a_process(name, c.get("version", ""))):
+            unhealthy[name] = state
     if unhealthy:
-        print(f"health: not RUNNING/FINISHED: {unhealthy}")
+        print(f"health: not running: {unhealthy}")
         return 1
     print(f"health: {len(states)} components RUNNING/FINISHED")
     return 0
@@ -166,7 +184,8 @@ def run(command: list[str]) -> int:
         except InterruptedError:
             continue
         if pid == child.pid:
-            return os.waitstatus_to_exitcode(status) if status else 0
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as a shell says
 
 
 def main(argv: list[str]) -> int:
