@@ -204,6 +204,8 @@ def test_the_project_stream_shows_the_result_drawn_on_its_own_frame(setup: Any, 
         feeder_ipc.publish_json(topics.FRAMES, late)
         for _ in range(4):
             feeder_ipc.publish_json(topics.FRAMES, feeder.frame())
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/api/status")["frames"]["received"] == 7, 20,
+                   "all 7 frames to arrive before the late result")
         feeder_ipc.publish_json(topics.RESULTS, feeder.result(late, False))
         status = wait_until(lambda: (s := http_json(f"http://127.0.0.1:{port}/api/status"))
                             ["results"]["on_newer_frame"] >= 1 and s, 20, "the overwritten frame to be counted")
