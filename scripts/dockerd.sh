@@ -89,6 +89,11 @@ stop() {
         sleep 0.2  # polling for the process to exit
     done
     rm -f "$PIDFILE"
+    # dockerd bind-mounts its data root onto itself and leaves it at exit; undo that for our own data root
+    # (never for a data root given elsewhere, which may be a real mount).
+    if [ "$DATA_ROOT" = "$STATE_DIR/data" ] && mountpoint -q "$DATA_ROOT" 2>/dev/null; then
+        umount "$DATA_ROOT" 2>/dev/null || true
+    fi
     echo "dockerd: stopped pid $pid" >&2
 }
 
