@@ -43,6 +43,7 @@ IN_CI = os.environ.get("CI") == "true"
 MEASUREMENTS = REPO / "build" / "docker" / "measurements.json"
 PHOTO_COUNT = 6
 RESULTS = 8
+HEALTH_MAX_RESULT_AGE = 8  # seconds (the image's default is 60)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -185,6 +186,7 @@ class Container:
             "-e", "GREENLENS_SOURCE=/media/photos", "-e", f"GREENLENS_PAGE_PORT={self.page_port}",
             "-e", f"GREENLENS_MQTT_BROKER={broker}", "-e", f"GREENLENS_THING_NAME={THING}",
             "-e", 'GREENLENS_CONFIG={"greenlens.Capture": {"MERGE": {"cameraId": "docker-test"}}}',
+            "-e", f"GREENLENS_HEALTH_MAX_RESULT_AGE={HEALTH_MAX_RESULT_AGE}",
             image)
 
     def exec(self, *command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -306,6 +308,24 @@ def test_a_killed_inference_process_is_restarted_and_results_resume(container: C
     assert container.states()["greenlens.Inference"] == ("1.0.0", "RUNNING")
     log = container.exec("ggsim", "logs", "greenlens.Inference", "-n", "200").stdout
     assert "newState=ERRORED" in log
+
+
+def test_the_health_check_reports_a_stalled_pipeline_and_its_recovery(container: Container) -> None:
+    def health() -> subprocess.CompletedProcess[str]:
+        return container.exec("python3", "/opt/greenlens/entrypoint.py", "health", check=False)
+
+    container.results(1, timeout=300)
+    assert health().returncode == 0, health().stdout
+    capture = "python -u -m greenlens_capture"
+    container.exec("pkill", "-STOP", "-f", capture)  # the camera freezes: processes up, no results
+    try:
+        stalled = wait_for("the health check failing on stale results",
+                           lambda: (h := health()).returncode == 1 and h.stdout, timeout=HEALTH_MAX_RESULT_AGE + 60)
+        assert "the newest result was captured" in stalled, stalled
+    finally:
+        container.exec("pkill", "-CONT", "-f", capture)
+    container.results(2)
+    wait_for("the health check passing again", lambda: health().returncode == 0, timeout=30)
 
 
 def corrupt_model(deploy: Path, out: Path, version: str) -> Path:

@@ -1,7 +1,7 @@
 """The GreenLens image's entry point: ggsim with greenlens.App deployed, its health check, and Mosquitto.
 
     entrypoint.py up          # default: `ggsim up` with greenlens.App from /opt/greenlens/deploy
-    entrypoint.py health      # exit 0 when every deployed component is RUNNING or FINISHED (HEALTHCHECK)
+    entrypoint.py health      # HEALTHCHECK: exit 0 when the components are up and results are flowing
     entrypoint.py mosquitto   # an MQTT broker on 127.0.0.1:$GREENLENS_MQTT_PORT (compose profile `mqtt`)
     entrypoint.py <command>   # anything else runs as given (e.g. bash, ggsim ...)
 
@@ -16,6 +16,7 @@
     GREENLENS_THING_NAME    the core device's thing name (default ggsim-core)
     GREENLENS_APP_VERSION   greenlens.App version to deploy (default: the highest in the deploy folder)
     GREENLENS_CONFIG        extra configuration, {"<component>": {"MERGE": {...}}} as JSON, merged last
+    GREENLENS_HEALTH_MAX_RESULT_AGE  `health` fails when the newest result is older (seconds, default 60)
     GREENLENS_DEPLOY        the build output with recipes/ and artifacts/ (default /opt/greenlens/deploy)
     GGSIM_ROOT              ggsim's Greengrass root (the image sets /var/lib/ggsim)
 
@@ -32,10 +33,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 DEPLOY = Path(os.environ.get("GREENLENS_DEPLOY", "/opt/greenlens/deploy"))
 APP = "greenlens.App"
+PUBLISHER = "greenlens.StreamPublisher"
 _RECIPE_FILE = re.compile(r"^(?P<name>.+)-(?P<version>\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)\.(?:ya?ml|json)$")
 HEALTHY = {"RUNNING", "FINISHED"}
 
@@ -131,8 +135,9 @@ def runs_a_process(name: str, version: str, deploy: Path = DEPLOY) -> bool | Non
 
 
 def health() -> int:
-    """HEALTHCHECK: ggsim answers, greenlens.App is deployed, every component is RUNNING or FINISHED, and
-    every component whose recipe runs a process (Startup or Run) is RUNNING (FINISHED means it stopped)."""
+    """HEALTHCHECK: ggsim answers, greenlens.App is deployed, every component is RUNNING or FINISHED, every
+    component whose recipe runs a process (Startup or Run) is RUNNING (FINISHED means it stopped), and the
+    page's newest result is recent (GREENLENS_HEALTH_MAX_RESULT_AGE seconds, default 60)."""
     try:
         listed = subprocess.run(["ggsim", "component", "list", "--json"], capture_output=True, text=True,
                                 timeout=20)
@@ -155,8 +160,41 @@ def health() -> int:
     if unhealthy:
         print(f"health: not running: {unhealthy}")
         return 1
-    print(f"health: {len(states)} components RUNNING/FINISHED")
+    publisher = next((c for c in components if c.get("componentName") == PUBLISHER), None)
+    if publisher is not None:
+        problem = stale_results(publisher.get("configuration") or {})
+        if problem:
+            print(f"health: {problem}")
+            return 1
+    print(f"health: {len(states)} components RUNNING/FINISHED, results flowing")
     return 0
+
+
+def stale_results(config: dict[str, object], max_age: float | None = None) -> str | None:
+    """Why the page's /api/status shows no recent result (None when the newest is recent): a pipeline
+    whose processes are up but which produces nothing (a stalled camera, a dead inference) is unhealthy."""
+    if max_age is None:
+        max_age = float(os.environ.get("GREENLENS_HEALTH_MAX_RESULT_AGE") or 60)
+    host = str(config.get("host") or "127.0.0.1")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = int(float(str(config.get("port") or 8080)))
+    url = f"http://{host}:{port}/api/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status = json.load(response)
+    except (OSError, ValueError) as exc:
+        return f"{url}: {exc}"
+    last = status.get("last_result") or {}
+    captured = last.get("captured_at")
+    if not isinstance(captured, (int, float)):
+        return f"{url}: no result yet"
+    age = time.time() - captured
+    if age > max_age:
+        return f"{url}: the newest result was captured {age:.0f} s ago (more than {max_age:g} s)"
+    return None
 
 
 def mosquitto_command(env: dict[str, str]) -> list[str]:
