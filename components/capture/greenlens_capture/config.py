@@ -27,18 +27,14 @@ Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted wh
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from greenlens_common.config import ConfigError, KeyTable, integer, optional, real, text
+
 log = logging.getLogger("greenlens.capture.config")
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not usable; the text names the key, the value and what is expected."""
 
 
 @dataclass(frozen=True)
@@ -65,67 +61,13 @@ class CaptureConfig:
 
     def updated(self, mapping: Mapping[str, Any]) -> CaptureConfig:
         """This configuration with the keys of ``mapping`` (component configuration names) applied."""
-        if not isinstance(mapping, Mapping):
-            raise ConfigError(f"configuration is a {type(mapping).__name__}, expected an object of keys")
-        changes: dict[str, Any] = {}
-        for key, value in mapping.items():
-            spec = _KEYS.get(key)
-            if spec is None:
-                log.warning("configuration key %r is unknown, ignored (known: %s)", key, ", ".join(sorted(_KEYS)))
-                continue
-            field, parse = spec
-            changes[field] = parse(key, value)
-        return dataclasses.replace(self, **changes)
-
-
-def _number(key: str, value: Any, *, minimum: float, integer: bool = False) -> float:
-    expected = f"{'an integer' if integer else 'a number'} >= {minimum:g}"
-    if isinstance(value, bool):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ConfigError(f"configuration {key}={value!r}: expected {expected}") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if integer and float(value) != int(value):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if value < minimum:
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    return float(value)
-
-
-def _int(minimum: int, maximum: int | None = None) -> Any:
-    def parse(key: str, value: Any) -> int:
-        n = int(_number(key, value, minimum=minimum, integer=True))
-        if maximum is not None and n > maximum:
-            raise ConfigError(f"configuration {key}={value!r}: expected an integer from {minimum} to {maximum}")
-        return n
-    return parse
-
-
-def _float(minimum: float, positive: bool = True) -> Any:
-    def parse(key: str, value: Any) -> float:
-        x = _number(key, value, minimum=minimum)
-        if positive and x <= 0:
-            raise ConfigError(f"configuration {key}={value!r}: expected a number > 0")
-        return x
-    return parse
-
-
-def _optional_float(key: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    return _float(0.0)(key, value)
+        return _KEYS.updated(self, mapping)
 
 
 def _text(key: str, value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and key == "source":
         value = str(int(value)) if float(value).is_integer() else str(value)  # camera index 0 -> "0"
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"configuration {key}={value!r}: expected a non-empty string")
-    return value.strip()
+    return text(key, value)
 
 
 def _transport(key: str, value: Any) -> str:
@@ -141,20 +83,20 @@ def _ring_name(key: str, value: Any) -> str:
     return name
 
 
-_KEYS: dict[str, tuple[str, Any]] = {
+_KEYS = KeyTable(log, {
     "source": ("source", _text),
-    "fps": ("fps", _float(0.0)),
-    "width": ("width", _int(16, 7680)),
-    "height": ("height", _int(16, 4320)),
+    "fps": ("fps", real(0.0)),
+    "width": ("width", integer(16, 7680)),
+    "height": ("height", integer(16, 4320)),
     "cameraId": ("camera_id", _text),
     "transport": ("transport", _transport),
     "ringName": ("ring_name", _ring_name),
-    "ringSlots": ("ring_slots", _int(2, 64)),
-    "sourceFps": ("source_fps", _optional_float),
-    "inlineMaxBytes": ("inline_max_bytes", _int(1000, 9000)),
-    "openTimeoutSeconds": ("open_timeout", _float(0.0)),
-    "readTimeoutSeconds": ("read_timeout", _float(0.0)),
-    "stallTimeoutSeconds": ("stall_timeout", _float(0.0)),
-    "maxBackoffSeconds": ("max_backoff", _float(0.0)),
-}
-CONFIG_KEYS = tuple(_KEYS)
+    "ringSlots": ("ring_slots", integer(2, 64)),
+    "sourceFps": ("source_fps", optional(real(0.0))),
+    "inlineMaxBytes": ("inline_max_bytes", integer(1000, 9000)),
+    "openTimeoutSeconds": ("open_timeout", real(0.0)),
+    "readTimeoutSeconds": ("read_timeout", real(0.0)),
+    "stallTimeoutSeconds": ("stall_timeout", real(0.0)),
+    "maxBackoffSeconds": ("max_backoff", real(0.0)),
+})
+CONFIG_KEYS = _KEYS.names

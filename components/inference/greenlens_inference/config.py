@@ -24,22 +24,17 @@ Every key is applied without a restart. Numbers may arrive as floats (1 -> 1.0) 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from greenlens_common import topics
+from greenlens_common.config import ConfigError, KeyTable, in_range, nonempty_text, optional
 
 from .verdict import RULES
 
 log = logging.getLogger("greenlens.inference.config")
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not usable; the text names the key, the value and what is expected."""
 
 
 @dataclass(frozen=True)
@@ -56,73 +51,18 @@ class InferenceConfig:
 
     def updated(self, mapping: Mapping[str, Any]) -> InferenceConfig:
         """This configuration with the keys of ``mapping`` (component configuration names) applied."""
-        if not isinstance(mapping, Mapping):
-            raise ConfigError(f"configuration is a {type(mapping).__name__}, expected an object of keys")
-        changes: dict[str, Any] = {}
-        for key, value in mapping.items():
-            spec = _KEYS.get(key)
-            if spec is None:
-                log.warning("configuration key %r is unknown, ignored (known: %s)", key, ", ".join(sorted(_KEYS)))
-                continue
-            field, parse = spec
-            changes[field] = parse(key, value)
-        return dataclasses.replace(self, **changes)
+        return _KEYS.updated(self, mapping)
 
 
 def _int(minimum: int, maximum: int) -> Any:
-    def parse(key: str, value: Any) -> int:
-        expected = f"an integer from {minimum} to {maximum}"
-        number = value
-        if isinstance(number, str):
-            try:
-                number = float(number.strip())
-            except ValueError:
-                raise ConfigError(f"configuration {key}={value!r}: expected {expected}") from None
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
-                or float(number) != int(number) or not minimum <= number <= maximum:
-            raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-        return int(number)
-    return parse
+    return in_range(minimum, maximum, integer=True, expected=f"an integer from {minimum} to {maximum}")
 
 
-def _threshold(key: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    number = value
-    if isinstance(number, str):
-        try:
-            number = float(number.strip())
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
-            or not 0.0 <= number <= 1.0:
-        raise ConfigError(f"configuration {key}={value!r}: expected a number from 0 to 1 (or empty for model.json's)")
-    return float(number)
-
-
-def _rule(key: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
+def _rule(key: str, value: Any) -> str:
     if value not in RULES:
         raise ConfigError(f"configuration {key}={value!r}: expected one of {', '.join(RULES)} "
                           "(or empty for model.json's)")
     return str(value)
-
-
-def _optional_text(key: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"configuration {key}={value!r}: expected a non-empty string (or empty for model.json's)")
-    return value.strip()
-
-
-def _model_dir(key: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"configuration {key}={value!r}: expected the path of a model bundle folder")
-    return value.strip()
 
 
 def _topic(key: str, value: Any) -> str:
@@ -131,15 +71,17 @@ def _topic(key: str, value: Any) -> str:
     return value.strip()
 
 
-_KEYS: dict[str, tuple[str, Any]] = {
-    "modelDir": ("model_dir", _model_dir),
+_KEYS = KeyTable(log, {
+    "modelDir": ("model_dir", optional(nonempty_text("the path of a model bundle folder"))),
     "threads": ("threads", _int(1, 64)),
-    "threshold": ("threshold", _threshold),
-    "rule": ("rule", _rule),
-    "labelOfInterest": ("label_of_interest", _optional_text),
+    "threshold": ("threshold", optional(in_range(0.0, 1.0, expected="a number from 0 to 1 (or empty for "
+                                                                     "model.json's)"))),
+    "rule": ("rule", optional(_rule)),
+    "labelOfInterest": ("label_of_interest", optional(nonempty_text("a non-empty string (or empty for "
+                                                                    "model.json's)"))),
     "topK": ("top_k", _int(0, 1000)),
     "framesTopic": ("frames_topic", _topic),
     "resultsTopic": ("results_topic", _topic),
     "eventsTopic": ("events_topic", _topic),
-}
-CONFIG_KEYS = tuple(_KEYS)
+})
+CONFIG_KEYS = _KEYS.names

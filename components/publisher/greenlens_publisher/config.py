@@ -30,19 +30,15 @@ Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted wh
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from greenlens_common.config import ConfigError, KeyTable, integer, real, text
+
 log = logging.getLogger("greenlens.publisher.config")
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not usable; the text names the key, the value and what is expected."""
 
 
 @dataclass(frozen=True)
@@ -62,93 +58,36 @@ class PublisherConfig:
 
     def updated(self, mapping: Mapping[str, Any]) -> PublisherConfig:
         """This configuration with the keys of ``mapping`` (component configuration names) applied."""
-        if not isinstance(mapping, Mapping):
-            raise ConfigError(f"configuration is a {type(mapping).__name__}, expected an object of keys")
-        changes: dict[str, Any] = {}
-        for key, value in mapping.items():
-            spec = _KEYS.get(key)
-            if spec is None:
-                log.warning("configuration key %r is unknown, ignored (known: %s)", key, ", ".join(sorted(_KEYS)))
-                continue
-            field, parse = spec
-            changes[field] = parse(key, value)
-        return dataclasses.replace(self, **changes)
+        return _KEYS.updated(self, mapping)
 
     def as_keys(self) -> dict[str, Any]:
         """The configuration under its component configuration key names (for /api/status)."""
-        return {key: getattr(self, field) for key, (field, _) in _KEYS.items()}
-
-
-def _number(key: str, value: Any, *, minimum: float, integer: bool = False) -> float:
-    expected = f"{'an integer' if integer else 'a number'} >= {minimum:g}"
-    if isinstance(value, bool):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ConfigError(f"configuration {key}={value!r}: expected {expected}") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if integer and float(value) != int(value):
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    if value < minimum:
-        raise ConfigError(f"configuration {key}={value!r}: expected {expected}")
-    return float(value)
-
-
-def _int(minimum: int, maximum: int | None = None) -> Any:
-    def parse(key: str, value: Any) -> int:
-        n = int(_number(key, value, minimum=minimum, integer=True))
-        if maximum is not None and n > maximum:
-            raise ConfigError(f"configuration {key}={value!r}: expected an integer from {minimum} to {maximum}")
-        return n
-    return parse
-
-
-def _float(minimum: float, positive: bool = True) -> Any:
-    def parse(key: str, value: Any) -> float:
-        x = _number(key, value, minimum=minimum)
-        if positive and x <= 0:
-            raise ConfigError(f"configuration {key}={value!r}: expected a number > 0")
-        return x
-    return parse
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"configuration {key}={value!r}: expected a non-empty string")
-    return value.strip()
+        return _KEYS.as_keys(self)
 
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_.:-]+(/[A-Za-z0-9_.:-]+)*$")
 
 
 def _topic_prefix(key: str, value: Any) -> str:
-    text = _text(key, value).strip("/")
-    if not _TOPIC_PART.match(text) or text.count("/") > 4:
+    prefix = text(key, value).strip("/")
+    if not _TOPIC_PART.match(prefix) or prefix.count("/") > 4:
         raise ConfigError(f"configuration {key}={value!r}: expected topic levels of letters, digits and _.:- "
                           "separated by '/', at most 5 levels, no MQTT wildcards (e.g. 'greenlens')")
-    return text
+    return prefix
 
 
-def _qos(key: str, value: Any) -> int:
-    n = _int(0, 1)(key, value)
-    return n
-
-
-_KEYS: dict[str, tuple[str, Any]] = {
-    "host": ("host", _text),
-    "port": ("port", _int(0, 65535)),
+_KEYS = KeyTable(log, {
+    "host": ("host", text),
+    "port": ("port", integer(0, 65535)),
     "topicPrefix": ("topic_prefix", _topic_prefix),
-    "resultsPerSecond": ("results_per_second", _float(0.0, positive=False)),
-    "debounceResults": ("debounce_results", _int(1, 1000)),
-    "mqttQos": ("mqtt_qos", _qos),
-    "spoolDir": ("spool_dir", _text),
-    "spoolMaxBytes": ("spool_max_bytes", _int(1024)),
-    "spoolMaxMessages": ("spool_max_messages", _int(1)),
-    "retryMaxSeconds": ("retry_max_seconds", _float(0.0)),
-    "streamMaxFps": ("stream_max_fps", _float(0.0)),
-    "jpegQuality": ("jpeg_quality", _int(1, 100)),
-}
-CONFIG_KEYS = tuple(_KEYS)
+    "resultsPerSecond": ("results_per_second", real(0.0, positive=False)),
+    "debounceResults": ("debounce_results", integer(1, 1000)),
+    "mqttQos": ("mqtt_qos", integer(0, 1)),
+    "spoolDir": ("spool_dir", text),
+    "spoolMaxBytes": ("spool_max_bytes", integer(1024)),
+    "spoolMaxMessages": ("spool_max_messages", integer(1)),
+    "retryMaxSeconds": ("retry_max_seconds", real(0.0)),
+    "streamMaxFps": ("stream_max_fps", real(0.0)),
+    "jpegQuality": ("jpeg_quality", integer(1, 100)),
+})
+CONFIG_KEYS = _KEYS.names
