@@ -189,6 +189,14 @@ class Container:
             "-e", f"GREENLENS_HEALTH_MAX_RESULT_AGE={HEALTH_MAX_RESULT_AGE}",
             image)
 
+    def wait_up(self, timeout: float = 120) -> None:
+        """Until ggsim inside answers its CLI (it serves IPC), failing early if the container exited."""
+        def answers() -> bool:
+            state = run("docker", "inspect", "-f", "{{.State.Status}}", self.name).stdout.strip()
+            assert state == "running", f"the container is {state}:\n{self.diagnostics()}"
+            return self.exec("ggsim", "component", "list", check=False).returncode == 0
+        wait_for("ggsim answering inside the container", answers, timeout=timeout)
+
     def exec(self, *command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run("docker", "exec", self.name, *command, timeout=timeout, check=check)
 
@@ -236,6 +244,7 @@ def cloud(mosquitto: Mosquitto) -> Iterator[Subscriber]:
 def container(image: str, hot_dogs: Path, mosquitto: Mosquitto, cloud: Subscriber) -> Iterator[Container]:
     c = Container(image, f"greenlens-test-{os.getpid()}", hot_dogs, mosquitto.url)
     try:
+        c.wait_up()
         yield c
     finally:
         print(c.diagnostics())  # shown by pytest when a test failed
