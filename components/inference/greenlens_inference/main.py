@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -31,17 +30,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenlens_common.ipc import Ipc, IpcError, Subscription
+from greenlens_common.ipc import Subscription
+from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser, setup_logging
 
 from .bundle import BundleError
-from .component import InferenceComponent
+from .component import COMPONENT, InferenceComponent
 from .config import ConfigError, InferenceConfig
 
 log = logging.getLogger("greenlens.inference")
 
 MODEL_DIR_ENV = "GREENLENS_MODEL_DIR"
-NOT_INFERENCE_KEYS = frozenset({"accessControl"})
-"""Keys of the component configuration that belong to the nucleus, not to the inference."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 _ARG_KEYS = {"model_dir": "modelDir", "threads": "threads", "threshold": "threshold", "rule": "rule",
@@ -49,11 +47,9 @@ _ARG_KEYS = {"model_dir": "modelDir", "threads": "threads", "threshold": "thresh
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m greenlens_inference", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser("python -m greenlens_inference", __doc__)
     ap.add_argument("inputs", nargs="*", help="--no-ipc only: image files or folders to run the model on "
                                               "(default: frame descriptors as JSON lines on stdin)")
-    ap.add_argument("--no-ipc", action="store_true", help="run without a nucleus (development)")
     ap.add_argument("--model-dir", help=f"model bundle folder (default ${MODEL_DIR_ENV}); the modelDir "
                                         "configuration key wins under a nucleus")
     ap.add_argument("--threads", help="CPU threads of the interpreter")
@@ -62,75 +58,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--label-of-interest", help="class the verdict is about (default: model.json's)")
     ap.add_argument("--top-k", help="classes listed in each result")
     ap.add_argument("--ring-dir", help="directory of the ring file (default $GREENLENS_RING_DIR or /dev/shm)")
-    ap.add_argument("--ipc-timeout", type=float, default=10.0, help="seconds to wait for any IPC answer")
-    ap.add_argument("--log-level", default="INFO")
+    add_runner_arguments(ap)
     return ap.parse_args(argv)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Command-line values, under their configuration key names (only those given)."""
-    values = {key: getattr(args, attr) for attr, key in _ARG_KEYS.items() if getattr(args, attr) is not None}
-    if "modelDir" not in values and os.environ.get(MODEL_DIR_ENV):
-        values["modelDir"] = os.environ[MODEL_DIR_ENV]
-    return values
+class _Runner(ThreadRunner[InferenceConfig]):
+    name = COMPONENT
+    log = log
+    config_type = InferenceConfig
+    arg_keys = _ARG_KEYS
 
-
-class _Runner:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.ipc: Ipc | None = None
-        self.stop = threading.Event()
-        self.reload = threading.Event()
-        self.wake = threading.Event()  # set by stop, reload or a fatal error: wakes the main loop
-        self.fatal: Exception | None = None
-        self._print_lock = threading.Lock()
-
-    # -- events from other threads
-
-    def request_stop(self) -> None:
-        self.stop.set()
-        self.wake.set()
-
-    def on_signal(self, signum: int, _frame: object) -> None:
-        # Setting events inside a signal handler could deadlock on a lock the main thread holds: a thread does it.
-        threading.Thread(target=self.request_stop, name=f"signal-{signum}", daemon=True).start()
-
-    def request_reload(self, key_path: list[str]) -> None:
-        log.info("configuration changed (%s)", "/".join(key_path) or "all")
-        self.reload.set()
-        self.wake.set()
+        super().__init__(args)
+        self.fatal: Exception | None = None  # set with wake: the component cannot publish
 
     def on_fatal(self, exc: Exception) -> None:
         self.fatal = exc
         self.wake.set()
 
-    # -- publishing
-
-    def publish_stdout(self, topic: str, message: dict[str, Any]) -> None:
-        line = json.dumps({"topic": topic, "message": message})
-        with self._print_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    def publish_ipc(self, topic: str, message: dict[str, Any]) -> None:
-        assert self.ipc is not None
-        self.ipc.publish_json(topic, message, timeout=self.args.ipc_timeout)
-
-    # -- configuration and state
-
-    def load_config(self) -> InferenceConfig:
-        base = InferenceConfig().updated(_overrides(self.args))
-        if self.ipc is None:
-            return base
-        # Command-line values are defaults under a nucleus; the component configuration wins.
-        return base.updated({k: v for k, v in self.ipc.get_configuration().items() if k not in NOT_INFERENCE_KEYS})
-
-    def report(self, state: str) -> None:
-        if self.ipc is not None:
-            try:
-                self.ipc.update_state(state)
-            except IpcError as exc:
-                log.error("%s", exc)
+    def overrides(self) -> dict[str, Any]:
+        values = super().overrides()
+        if "modelDir" not in values and os.environ.get(MODEL_DIR_ENV):
+            values["modelDir"] = os.environ[MODEL_DIR_ENV]
+        return values
 
     def configure(self, component: InferenceComponent) -> str | None:
         """Load the configuration and apply it; None when it worked, else the one line that says why not."""
@@ -157,18 +107,7 @@ class _Runner:
             log.error("greenlens.Inference: image arguments are for --no-ipc only (under a nucleus frames come "
                       "from the frames topic)")
             return 2
-        try:
-            self.ipc = Ipc.connect(timeout=args.ipc_timeout)
-        except IpcError as exc:
-            log.error("greenlens.Inference cannot start: %s", exc)
-            return 3
-        try:
-            return self._run_ipc()
-        except IpcError as exc:
-            log.error("greenlens.Inference stops: %s", exc)
-            return 3
-        finally:
-            self.ipc.close()
+        return self.serve(self._run_ipc)
 
     def _run_ipc(self) -> int:
         assert self.ipc is not None
@@ -182,8 +121,7 @@ class _Runner:
             failure = self.configure(component)
             while True:
                 if failure is not None:
-                    log.error("%s", failure)
-                    self.report("ERRORED")
+                    self.failed(failure)
                     healthy = False
                 elif component.engine is not None:
                     topic = component.config.frames_topic
@@ -221,8 +159,7 @@ class _Runner:
         try:
             failure = self.configure(component)
             if failure is not None:
-                log.error("%s", failure)
-                return 2
+                return self.failed(failure)  # no nucleus to report ERRORED to
             if self.args.inputs:
                 return self._run_files(component, [Path(p) for p in self.args.inputs])
             return self._run_stdin(component)
@@ -295,11 +232,9 @@ class _Runner:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     runner = _Runner(args)
-    signal.signal(signal.SIGTERM, runner.on_signal)
-    signal.signal(signal.SIGINT, runner.on_signal)
+    runner.handle_signals()
     return runner.run()
 
 

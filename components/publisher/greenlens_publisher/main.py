@@ -31,8 +31,16 @@ from typing import Any
 
 from aiohttp import web
 from greenlens_common import topics
-from greenlens_common.ipc import Ipc, IpcError
+from greenlens_common.ipc import IpcError
+from greenlens_common.runner import (
+    Runner,
+    add_runner_arguments,
+    argument_parser,
+    print_json_line,
+    setup_logging,
+)
 
+from .cloud import COMPONENT
 from .component import PublisherComponent
 from .config import ConfigError, PublisherConfig
 from .web import make_app
@@ -40,8 +48,6 @@ from .web import make_app
 log = logging.getLogger("greenlens.publisher")
 
 THING_ENV = "AWS_IOT_THING_NAME"
-NOT_PUBLISHER_KEYS = frozenset({"accessControl"})
-"""Keys of the component configuration that belong to the nucleus, not to the publisher."""
 
 _ARG_KEYS = {"host": "host", "port": "port", "topic_prefix": "topicPrefix",
              "results_per_second": "resultsPerSecond", "debounce_results": "debounceResults",
@@ -50,10 +56,9 @@ _ARG_KEYS = {"host": "host", "port": "port", "topic_prefix": "topicPrefix",
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m greenlens_publisher", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--no-ipc", action="store_true", help="run without a nucleus (development): messages on "
-                                                          "stdin, IoT Core messages on stdout")
+    ap = argument_parser("python -m greenlens_publisher", __doc__,
+                         no_ipc_help="run without a nucleus (development): messages on stdin, IoT Core messages "
+                                     "on stdout")
     ap.add_argument("--host", help="HTTP address (default 127.0.0.1)")
     ap.add_argument("--port", help="HTTP port (default 8080; 0 picks a free one)")
     ap.add_argument("--thing-name", help=f"thing name in the IoT Core topics (default ${THING_ENV})")
@@ -65,53 +70,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--spool-max-bytes")
     ap.add_argument("--spool-max-messages")
     ap.add_argument("--ring-dir", help="directory of the frame ring (default $GREENLENS_RING_DIR or /dev/shm)")
-    ap.add_argument("--ipc-timeout", type=float, default=10.0, help="seconds to wait for any IPC answer")
-    ap.add_argument("--log-level", default="INFO")
+    add_runner_arguments(ap)
     return ap.parse_args(argv)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, attr) for attr, key in _ARG_KEYS.items() if getattr(args, attr) is not None}
+class _Runner(Runner[PublisherConfig]):
+    name = COMPONENT
+    log = log
+    config_type = PublisherConfig
+    arg_keys = _ARG_KEYS
 
-
-class _Runner:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.ipc: Ipc | None = None
+        super().__init__(args)
         self.component: PublisherComponent | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop = asyncio.Event()
         self.reload = asyncio.Event()
-        self._stdout_lock = threading.Lock()
 
-    # -- configuration and state
-
-    def load_config(self) -> PublisherConfig:
-        base = PublisherConfig().updated(_overrides(self.args))
-        if self.ipc is None:
-            return base
-        # Command-line values are defaults under a nucleus; the component configuration wins.
-        return base.updated({k: v for k, v in self.ipc.get_configuration().items() if k not in NOT_PUBLISHER_KEYS})
-
-    def report(self, state: str) -> None:
-        if self.ipc is not None:
-            try:
-                self.ipc.update_state(state)
-            except IpcError as exc:
-                log.error("%s", exc)
-
-    def on_config_update(self, key_path: list[str]) -> None:
-        log.info("configuration changed (%s)", "/".join(key_path) or "all")
+    def on_reload(self) -> None:
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self.reload.set)
 
     # -- IoT Core
 
     def send_stdout(self, topic: str, payload: bytes) -> None:
-        line = json.dumps({"iot_core": topic, "payload": json.loads(payload)})
-        with self._stdout_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+        print_json_line({"iot_core": topic, "payload": json.loads(payload)})
 
     def send_ipc(self, topic: str, payload: bytes) -> None:
         assert self.ipc is not None and self.component is not None
@@ -146,21 +129,15 @@ class _Runner:
             return 0
 
     async def _main(self) -> int:
-        args = self.args
         self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop.set)
-        if not args.no_ipc:
-            try:
-                self.ipc = await self.loop.run_in_executor(None, lambda: Ipc.connect(timeout=args.ipc_timeout))
-            except IpcError as exc:
-                log.error("greenlens.StreamPublisher cannot start: %s", exc)
-                return 3
+        if not await self.loop.run_in_executor(None, self.connect):
+            return 3
         try:
             return await self._serve()
         except IpcError as exc:
-            log.error("greenlens.StreamPublisher stops: %s", exc)
-            return 3
+            return self.stops(exc)
         finally:
             if self.component is not None:
                 self.component.close()
@@ -172,11 +149,11 @@ class _Runner:
         try:
             config = await self.loop.run_in_executor(None, self.load_config)
         except ConfigError as exc:
-            return self._failed(f"greenlens.StreamPublisher: bad configuration: {exc}")
+            return self.failed(f"greenlens.StreamPublisher: bad configuration: {exc}")
         thing = self.args.thing_name or os.environ.get(THING_ENV) or ("local" if self.ipc is None else "")
         if not thing:
-            return self._failed(f"greenlens.StreamPublisher cannot start: ${THING_ENV} is not set (the nucleus "
-                                "sets it; it names the IoT Core topics)")
+            return self.failed(f"greenlens.StreamPublisher cannot start: ${THING_ENV} is not set (the nucleus "
+                               "sets it; it names the IoT Core topics)")
         send = self.send_stdout if self.ipc is None else self.send_ipc
         self.component = component = PublisherComponent(config, thing_name=thing, send=send,
                                                          ring_dir=self.args.ring_dir, work_dir=os.getcwd())
@@ -190,19 +167,19 @@ class _Runner:
             try:
                 await self.loop.run_in_executor(None, lambda: [ipc.subscribe_json(t, h) for t, h in dispatch.items()])
                 await self.loop.run_in_executor(None, lambda: ipc.subscribe_to_configuration_update(
-                    self.on_config_update))
+                    self.request_reload))
             except IpcError as exc:
-                return self._failed(f"greenlens.StreamPublisher cannot subscribe: {exc} (does the recipe's "
-                                    "accessControl grant aws.greengrass#SubscribeToTopic on greenlens/frames, "
-                                    "greenlens/results and greenlens/events?)")
+                return self.failed(f"greenlens.StreamPublisher cannot subscribe: {exc} (does the recipe's "
+                                   "accessControl grant aws.greengrass#SubscribeToTopic on greenlens/frames, "
+                                   "greenlens/results and greenlens/events?)")
         runner = web.AppRunner(make_app(component), access_log=None)
         await runner.setup()
         try:
             site = await self._listen(runner, config)
         except OSError as exc:
             await runner.cleanup()
-            return self._failed(f"greenlens.StreamPublisher cannot listen on {config.host}:{config.port}: "
-                                f"{exc.strerror or exc}; set the host/port configuration")
+            return self.failed(f"greenlens.StreamPublisher cannot listen on {config.host}:{config.port}: "
+                               f"{exc.strerror or exc}; set the host/port configuration")
         await self.loop.run_in_executor(None, self.report, "RUNNING")
         try:
             while not self.stop.is_set():
@@ -245,16 +222,10 @@ class _Runner:
                 return await self._listen(runner, old)
         return site
 
-    def _failed(self, line: str) -> int:
-        log.error("%s", line)
-        self.report("ERRORED")
-        return 2
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     return _Runner(args).run()
 
 

@@ -1,0 +1,185 @@
+"""What the GreenLens components' entry points share: command line, logging, IPC connection, configuration, state.
+
+A component's ``main.py`` subclasses :class:`Runner` (or :class:`ThreadRunner`, for a main loop on threads),
+naming the component, its logger, its configuration dataclass and which command-line options are
+configuration keys. Under a nucleus the command-line values are defaults and the component configuration
+wins; with ``--no-ipc`` (development) the messages it would publish are JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from .ipc import Ipc, IpcError
+
+NOT_COMPONENT_KEYS = frozenset({"accessControl"})
+"""Keys of the component configuration that belong to the nucleus, not to the component."""
+
+EXIT_FAILED = 2
+"""Exit status of a component that cannot run as configured (it reported ERRORED)."""
+EXIT_IPC = 3
+"""Exit status of a component that lost (or never had) its IPC connection."""
+
+
+def argument_parser(prog: str, description: str | None, *,
+                    no_ipc_help: str = "run without a nucleus (development)") -> argparse.ArgumentParser:
+    """The parser of a component's command line, with ``--no-ipc`` first (its own options come next)."""
+    ap = argparse.ArgumentParser(prog=prog, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--no-ipc", action="store_true", help=no_ipc_help)
+    return ap
+
+
+def add_runner_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every component ends its command line with: ``--ipc-timeout``, ``--log-level``."""
+    ap.add_argument("--ipc-timeout", type=float, default=10.0, help="seconds to wait for any IPC answer")
+    ap.add_argument("--log-level", default="INFO")
+
+
+def setup_logging(level: str) -> None:
+    """Logs go to stderr (stdout carries the ``--no-ipc`` JSON lines)."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+_stdout_lock = threading.Lock()
+
+
+def print_json_line(doc: Mapping[str, Any]) -> None:
+    """``doc`` as one JSON line on stdout, whole even when several threads print."""
+    line = json.dumps(doc)
+    with _stdout_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class Configuration(Protocol):
+    def updated(self, mapping: Mapping[str, Any]) -> Any: ...
+
+
+C = TypeVar("C", bound=Configuration)
+
+
+class Runner(Generic[C]):
+    """One run of a component: its IPC connection (None with ``--no-ipc``), configuration and state reports."""
+
+    name: ClassVar[str]
+    """The component's name in log lines, e.g. ``greenlens.Capture``."""
+    log: ClassVar[logging.Logger]
+    config_type: ClassVar[Callable[[], Any]]
+    """The configuration dataclass: its defaults are the base the command line and the nucleus update."""
+    arg_keys: ClassVar[dict[str, str]]
+    """Command-line option (argparse dest) -> configuration key, for the options that are configuration."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ipc: Ipc | None = None
+
+    # -- configuration and state
+
+    def overrides(self) -> dict[str, Any]:
+        """Command-line values, under their configuration key names (only those given)."""
+        return {key: getattr(self.args, attr) for attr, key in self.arg_keys.items()
+                if getattr(self.args, attr) is not None}
+
+    def load_config(self) -> C:
+        base: C = self.config_type().updated(self.overrides())
+        if self.ipc is None:
+            return base
+        # Command-line values are defaults under a nucleus; the component configuration wins.
+        return base.updated({k: v for k, v in self.ipc.get_configuration().items() if k not in NOT_COMPONENT_KEYS})
+
+    def report(self, state: str) -> None:
+        if self.ipc is not None:
+            try:
+                self.ipc.update_state(state)
+            except IpcError as exc:
+                self.log.error("%s", exc)
+
+    def failed(self, line: str) -> int:
+        """Log the one line that says why the component cannot run, and report ERRORED."""
+        self.log.error("%s", line)
+        self.report("ERRORED")
+        return EXIT_FAILED
+
+    def request_reload(self, key_path: list[str]) -> None:
+        """The configuration update callback (an IPC thread)."""
+        self.log.info("configuration changed (%s)", "/".join(key_path) or "all")
+        self.on_reload()
+
+    def on_reload(self) -> None:
+        raise NotImplementedError
+
+    # -- publishing
+
+    def publish_stdout(self, topic: str, message: dict[str, Any]) -> None:
+        print_json_line({"topic": topic, "message": message})
+
+    def publish_ipc(self, topic: str, message: dict[str, Any]) -> None:
+        assert self.ipc is not None
+        self.ipc.publish_json(topic, message, timeout=self.args.ipc_timeout)
+
+    # -- the connection
+
+    def connect(self) -> bool:
+        """Connect to the nucleus (unless ``--no-ipc``); False, logged, when it cannot."""
+        if self.args.no_ipc:
+            return True
+        try:
+            self.ipc = Ipc.connect(timeout=self.args.ipc_timeout)
+        except IpcError as exc:
+            self.log.error("%s cannot start: %s", self.name, exc)
+            return False
+        return True
+
+    def stops(self, exc: IpcError) -> int:
+        """The IPC connection failed while running."""
+        self.log.error("%s stops: %s", self.name, exc)
+        return EXIT_IPC
+
+    def serve(self, body: Callable[[], int]) -> int:
+        """``body()`` connected to the nucleus (unless ``--no-ipc``); its exit status."""
+        if not self.connect():
+            return EXIT_IPC
+        try:
+            return body()
+        except IpcError as exc:
+            return self.stops(exc)
+        finally:
+            if self.ipc is not None:
+                self.ipc.close()
+
+
+class ThreadRunner(Runner[C]):
+    """A runner whose main thread waits on :attr:`wake`, set by a stop (a signal), a reload or the component."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.wake = threading.Event()  # set by stop or reload (or the component): wakes the main loop
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        # A signal handler runs between two bytecodes of the main thread, possibly while it holds the lock
+        # of the very Event it waits on: setting events here could deadlock. A short thread does it.
+        threading.Thread(target=self.request_stop, name=f"signal-{signum}", daemon=True).start()
+
+    def handle_signals(self) -> None:
+        """SIGTERM (the nucleus stopping the component) and SIGINT stop it cleanly."""
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+
+    def on_reload(self) -> None:
+        self.reload.set()
+        self.wake.set()
