@@ -1,12 +1,16 @@
 """`make bench`: run the benchmark sections, write build/bench/report.json and print a table.
 
-    python -m bench [--only ipc,deploy] [--out build/bench/report.json]
+    python -m bench [--only ipc,deploy,model,monolith,graph,frameplane] [--out build/bench/report.json]
+
+`model`, `monolith` and `graph` are measured side by side in one run; with both `monolith` and `graph` the report
+gets a `comparison` (GreenLens against the monolith, against the targets of design §6; reported, not asserted).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -17,9 +21,103 @@ from .common import REPO
 
 
 def sections() -> dict[str, Callable[[], dict[str, Any]]]:
-    from . import deploy, ipc
+    from . import deploy, frameplane, graph, ipc, model, monolith
 
-    return {"ipc": ipc.run, "deploy": deploy.run}
+    return {"ipc": ipc.run, "deploy": deploy.run, "model": model.run, "monolith": monolith.run,
+            "graph": graph.run, "frameplane": frameplane.run}
+
+
+TARGETS = {"throughput_ratio_min": 1.0, "latency_p50_ratio_max": 1.25, "frameplane_1280x720_ms_max": 1.0}
+
+
+def comparison(report: dict[str, Any]) -> dict[str, Any]:
+    """GreenLens against the monolith (frames/s unpaced, p50/p99 latency paced at 30 fps) and the targets."""
+    out: dict[str, Any] = {"targets": TARGETS}
+    mono, graph = report.get("monolith"), report.get("graph")
+    if mono and graph:
+        g_fps, m_fps = graph["unpaced"].get("results_per_s"), mono["unpaced"]["frames_per_s"]
+        g_lat = (graph["paced_30fps"].get("latency_ms_observed") or {}).get("p50")
+        m_lat = mono["paced_30fps"]["latency_ms"]["p50"]
+        if g_fps and m_fps:
+            out["throughput_ratio"] = round(g_fps / m_fps, 3)
+            out["throughput_target_met"] = out["throughput_ratio"] >= TARGETS["throughput_ratio_min"]
+        if g_lat and m_lat:
+            out["latency_p50_ratio"] = round(g_lat / m_lat, 3)
+            out["latency_target_met"] = out["latency_p50_ratio"] <= TARGETS["latency_p50_ratio_max"]
+        matched = graph.get("paced_60fps", {}).get("results_per_s")
+        if matched and m_fps:
+            out["throughput_ratio_capture_at_60fps"] = round(matched / m_fps, 3)
+    plane = report.get("frameplane")
+    if plane:
+        big = next((c for c in plane["ring"] if c["size"] == "1280x720"), None)
+        if big:
+            out["frameplane_1280x720_ms"] = big["write_plus_read_ms_p50"]
+            out["frameplane_target_met"] = big["write_plus_read_ms_p50"] < TARGETS["frameplane_1280x720_ms_max"]
+    return out
+
+
+def _f(value: Any, fmt: str = ".1f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _procs(processes: dict[str, Any]) -> str:
+    return ", ".join(f"{name.split(' ')[0]} {_f(p['cpu_percent'], '.0f')}%/{_f(p['peak_rss_mb_vmhwm'], '.0f')} MB"
+                     for name, p in processes.items())
+
+
+def perf_tables(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    model = report.get("model")
+    if model:
+        t = Table(title=f"Model alone ({model['model']}, preprocessed tensors)")
+        for col in ("threads", "median ms", "p99 ms", "inferences/s", "load (1/5/15 min)"):
+            t.add_column(col)
+        for c in model["cases"]:
+            t.add_row(str(c["threads"]), _f(c["ms_p50"], ".2f"), _f(c["ms_p99"], ".2f"), _f(c["inferences_per_s"]),
+                      "/".join(map(str, c["loadavg_before"])))
+        console.print(t)
+    mono, graph = report.get("monolith"), report.get("graph")
+    if mono or graph:
+        t = Table(title="GreenLens on ggsim against the monolith (same clip, model, threads)")
+        for col in ("case", "frames/s", "p50 ms", "p99 ms", "inference p50 ms", "dropped/skipped",
+                    "CPU % / peak RSS per process", "load"):
+            t.add_column(col)
+        for label, section in (("monolith", mono), ("GreenLens", graph)):
+            if not section:
+                continue
+            for key in ("unpaced", "paced_30fps", "paced_60fps"):
+                case = section.get(key)
+                if not case:
+                    continue
+                if label == "monolith":
+                    fps, lat = case["frames_per_s"], case["latency_ms"]
+                    drops = f"{case['late_ticks']} late ticks"
+                else:
+                    fps, lat = case.get("results_per_s"), case.get("latency_ms_observed") or {}
+                    drops = (f"skipped {case.get('skipped_by_inference')}, capture dropped "
+                             f"{case.get('dropped_by_capture')}, overwritten {case.get('overwritten_in_ring')}")
+                t.add_row(f"{label} threads={section['threads']} {key}", _f(fps), _f(lat.get('p50')), _f(lat.get('p99')),
+                          _f(case["stage_ms"]["inference"]["p50"]), drops, _procs(case["processes"]),
+                          "/".join(map(str, case["loadavg_before"])))
+        console.print(t)
+    plane = report.get("frameplane")
+    if plane:
+        t = Table(title="Frame plane per frame (ring: write + read in another process; inline JPEG: encode + decode)")
+        for col in ("size", "ring write p50 ms", "ring read p50 ms", "ring total p50 / p99 ms",
+                    "inline JPEG enc+dec p50 / p99 ms", "JPEG delivered"):
+            t.add_column(col)
+        for r, j in zip(plane["ring"], plane["inline_jpeg"], strict=True):
+            t.add_row(r["size"], _f(r["write_ms"]["p50"], ".3f"), _f(r["read_ms"]["p50"], ".3f"),
+                      f"{r['write_plus_read_ms_p50']:.3f} / {r['write_plus_read_ms_p99']:.3f}",
+                      f"{j['encode_plus_decode_ms_p50']:.2f} / {j['encode_plus_decode_ms_p99']:.2f}",
+                      str(j["delivered_size"]))
+        console.print(t)
+    comp = report.get("comparison")
+    if comp:
+        console.print(f"GreenLens / monolith: frames/s ×{comp.get('throughput_ratio')} (target ≥ 1.0), "
+                      f"p50 latency ×{comp.get('latency_p50_ratio')} (target ≤ 1.25); frame plane 1280x720 "
+                      f"{comp.get('frameplane_1280x720_ms')} ms (target < 1 ms)")
 
 
 def table(report: dict[str, Any]) -> None:
@@ -44,6 +142,17 @@ def table(report: dict[str, Any]) -> None:
                       f"first {deploy['create_to_all_running_s_first']} s, median "
                       f"{deploy['create_to_all_running_s_median']} s; ggsim RSS with them "
                       f"{deploy['ggsim_rss_mb_with_components']} MB")
+    perf_tables(report, console)
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def main() -> None:
@@ -56,15 +165,19 @@ def main() -> None:
     unknown = [c for c in chosen if c not in available]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {sorted(available)}")
-    report: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                                          "platform": platform.platform()},
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                          "platform": platform.platform(), "cpu_model": cpu_model()},
+                              "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name in chosen:
         print(f"bench: {name} ...", flush=True)
         report[name] = available[name]()
+    if any(k in report for k in ("monolith", "graph", "frameplane")):
+        report["comparison"] = comparison(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     table(report)
+    print(f"load average at the end: {[round(x, 2) for x in os.getloadavg()]}")
     print(f"report: {args.out}")
 
 
