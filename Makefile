@@ -19,6 +19,7 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
+soak: build ; $(PY) -m bench.soak $(SOAK_ARGS)  # 10 min of the graph at 30 fps: RSS over time, drops (build/bench/soak.json)
 
 # The whole graph on ggsim (root build/ggsim-root), the sample clip as the camera; prints the page's URL.
 run: build
