@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# A Docker engine for the Docker end-to-end test and `docker compose`, on machines without a running one.
+# This checkout's own Docker engine, for the Docker end-to-end test and `docker compose`:
 #
 #   scripts/dockerd.sh start    # install docker.io when absent, start dockerd in the background, wait for it
 #   scripts/dockerd.sh stop     # stop the dockerd this script started (by its pid), and wait for it to exit
-#   scripts/dockerd.sh status   # exit 0 when `docker info` answers
+#   scripts/dockerd.sh status   # exit 0 when this checkout's engine answers
+#   scripts/dockerd.sh host     # print its DOCKER_HOST (unix://<checkout>/build/docker/docker.sock)
 #
-# Idempotent: `start` does nothing when an engine already answers (ours or anyone else's; only ours is
-# ever stopped), `stop` does nothing when this script's engine is not running.
-# The engine runs with host networking only (no bridge, no iptables), overlay2 storage, and its own data
-# root (DOCKER_DATA_ROOT, default build/docker/data). Its pid is in build/docker/dockerd.pid, its log in
-# build/docker/dockerd.log (dockerd writes the pid file itself). Starting it needs root.
+#   scripts/dockerd.sh start && export DOCKER_HOST=$(scripts/dockerd.sh host)
+#
+# Everything of the engine is under build/docker/ (DOCKERD_STATE_DIR): its socket, exec root (with its
+# containerd), data root (DOCKER_DATA_ROOT, default build/docker/data), pid file (written by dockerd) and
+# log. So two checkouts on one machine (or a system Docker beside it) never share an engine, and `stop`
+# can never take an engine away from another run. Idempotent: `start` does nothing when this engine already
+# answers, `stop` does nothing when it is not running. The engine uses host networking only (no bridge,
+# no iptables) and overlay2 storage. Starting it needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${DOCKERD_STATE_DIR:-$PWD/build/docker}
 DATA_ROOT=${DOCKER_DATA_ROOT:-$STATE_DIR/data}
+EXEC_ROOT=$STATE_DIR/exec
+SOCKET=$STATE_DIR/docker.sock
 PIDFILE=$STATE_DIR/dockerd.pid
 LOG=$STATE_DIR/dockerd.log
 START_TIMEOUT=${DOCKERD_START_TIMEOUT:-60}
 STOP_TIMEOUT=${DOCKERD_STOP_TIMEOUT:-60}
 
-answers() { docker info >/dev/null 2>&1; }
+answers() { DOCKER_HOST="unix://$SOCKET" docker info >/dev/null 2>&1; }
 
 our_pid() {
     # The pid in our pid file when that process is alive and is a dockerd; else nothing.
@@ -32,27 +38,29 @@ our_pid() {
 }
 
 start() {
-    if answers; then
-        echo "dockerd: an engine already answers (docker info); nothing started" >&2
-        return 0
-    fi
-    if ! command -v dockerd >/dev/null 2>&1; then
+    if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
         scripts/apt-ensure.sh docker.io
     fi
+    if answers; then
+        echo "dockerd: this checkout's engine already answers at unix://$SOCKET" >&2
+        return 0
+    fi
     if [ "$(id -u)" -ne 0 ]; then
-        echo "dockerd: no Docker engine answers and starting one needs root (run as root, or start Docker)" >&2
+        echo "dockerd: starting an engine needs root (run as root, or use a running Docker engine)" >&2
         return 1
     fi
+    local pid
     if pid=$(our_pid); then
         echo "dockerd: pid $pid is running but does not answer yet; waiting" >&2
     else
-        mkdir -p "$STATE_DIR" "$DATA_ROOT"
-        rm -f "$PIDFILE"
+        mkdir -p "$STATE_DIR" "$DATA_ROOT" "$EXEC_ROOT"
+        rm -f "$PIDFILE" "$SOCKET"
         # setsid: the engine outlives this script and is not in the caller's process group.
         setsid dockerd --storage-driver=overlay2 --bridge=none --iptables=false --ip6tables=false \
-            --data-root "$DATA_ROOT" --pidfile "$PIDFILE" >>"$LOG" 2>&1 </dev/null &
+            --host "unix://$SOCKET" --exec-root "$EXEC_ROOT" --data-root "$DATA_ROOT" --pidfile "$PIDFILE" \
+            >>"$LOG" 2>&1 </dev/null &
         pid=$!  # setsid execs dockerd (a background job is no group leader), so this is dockerd's pid
-        echo "dockerd: started pid $pid (data root $DATA_ROOT, log $LOG)" >&2
+        echo "dockerd: started pid $pid (DOCKER_HOST=unix://$SOCKET, data root $DATA_ROOT, log $LOG)" >&2
     fi
     local deadline=$((SECONDS + START_TIMEOUT))
     until answers; do
@@ -101,5 +109,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) answers ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    host) echo "unix://$SOCKET" ;;
+    *) echo "usage: $0 start|stop|status|host" >&2; exit 2 ;;
 esac

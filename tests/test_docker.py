@@ -94,19 +94,29 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 0.5) -> An
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[None]:
+    """The engine DOCKER_HOST names (.ci/run starts this checkout's and exports it), else the default one,
+    else this checkout's own (scripts/dockerd.sh, root only), started here and stopped at the end."""
     if shutil.which("docker") is None:
         _unavailable("the docker client is not installed")
-    started = False
-    if run("docker", "info", check=False).returncode != 0:
-        if os.geteuid() != 0:
-            _unavailable("no Docker engine answers and starting one needs root")
-        result = run(str(REPO / "scripts" / "dockerd.sh"), "start", check=False, timeout=300)
-        if result.returncode != 0:
-            _unavailable(f"scripts/dockerd.sh start failed: {result.stderr[-1500:]}")
-        started = True
-    yield
-    if started:
-        run(str(REPO / "scripts" / "dockerd.sh"), "stop", timeout=120)
+    if run("docker", "info", check=False).returncode == 0:
+        yield
+        return
+    if os.geteuid() != 0:
+        _unavailable("no Docker engine answers and starting one needs root")
+    dockerd = str(REPO / "scripts" / "dockerd.sh")
+    result = run(dockerd, "start", check=False, timeout=300)
+    if result.returncode != 0:
+        _unavailable(f"scripts/dockerd.sh start failed: {result.stderr[-1500:]}")
+    previous = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = run(dockerd, "host").stdout.strip()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DOCKER_HOST"]
+        else:
+            os.environ["DOCKER_HOST"] = previous
+        run(dockerd, "stop", timeout=120)
 
 
 @pytest.fixture(scope="module")
