@@ -21,7 +21,7 @@ from typing import Any
 
 from greenlens_common.ipc import IpcError
 from greenlens_common.ring import RingError
-from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser, setup_logging
+from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
 
 from .component import COMPONENT, CaptureComponent
 from .config import CaptureConfig, ConfigError
@@ -122,11 +122,7 @@ class _Runner(ThreadRunner[CaptureConfig]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.log_level)
-    runner = _Runner(args)
-    runner.handle_signals()
-    return runner.run()
+    return _Runner.main(parse_args(argv))
 
 
 if __name__ == "__main__":

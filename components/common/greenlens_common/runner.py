@@ -82,6 +82,20 @@ class Runner(Generic[C]):
         self.args = args
         self.ipc: Ipc | None = None
 
+    @classmethod
+    def main(cls, args: argparse.Namespace) -> int:
+        """The entry point once the command line is parsed: logging, the runner, its signals, its run."""
+        setup_logging(args.log_level)
+        runner = cls(args)
+        runner.handle_signals()
+        return runner.run()
+
+    def handle_signals(self) -> None:
+        """Nothing here: a runner on asyncio installs its SIGTERM/SIGINT handlers on its event loop."""
+
+    def run(self) -> int:
+        raise NotImplementedError
+
     # -- configuration and state
 
     def overrides(self) -> dict[str, Any]:

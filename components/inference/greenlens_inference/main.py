@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from greenlens_common.ipc import Subscription
-from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser, setup_logging
+from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
 
 from .bundle import BundleError
 from .component import COMPONENT, InferenceComponent
@@ -231,11 +231,7 @@ class _Runner(ThreadRunner[InferenceConfig]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.log_level)
-    runner = _Runner(args)
-    runner.handle_signals()
-    return runner.run()
+    return _Runner.main(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from greenlens_common.runner import (
     add_runner_arguments,
     argument_parser,
     print_json_line,
-    setup_logging,
 )
 
 from .cloud import COMPONENT
@@ -224,9 +223,7 @@ class _Runner(Runner[PublisherConfig]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.log_level)
-    return _Runner(args).run()
+    return _Runner.main(parse_args(argv))
 
 
 if __name__ == "__main__":
