@@ -78,28 +78,45 @@ def perf_tables(report: dict[str, Any], console: Any) -> None:
                       "/".join(map(str, c["loadavg_before"])))
         console.print(t)
     mono, graph = report.get("monolith"), report.get("graph")
-    if mono or graph:
-        t = Table(title="GreenLens on ggsim against the monolith (same clip, model, threads)")
-        for col in ("case", "frames/s", "p50 ms", "p99 ms", "inference p50 ms", "dropped/skipped",
-                    "CPU % / peak RSS per process", "load"):
+    cases = []
+    for label, section in (("monolith", mono), ("GreenLens", graph)):
+        for key in ("unpaced", "paced_30fps", "paced_60fps"):
+            if section and section.get(key):
+                cases.append((f"{label} {key}", label, section[key]))
+    if cases:
+        t = Table(title=f"GreenLens on ggsim against the monolith (same clip, model, "
+                        f"threads={(mono or graph or {}).get('threads')})")
+        for col in ("case", "frames/s", "p50 ms", "p99 ms", "c→r p50 in-graph", "infer p50", "dropped / skipped", "CPU %",
+                    "others' CPU %", "load 1 min"):
             t.add_column(col)
-        for label, section in (("monolith", mono), ("GreenLens", graph)):
-            if not section:
-                continue
-            for key in ("unpaced", "paced_30fps", "paced_60fps"):
-                case = section.get(key)
-                if not case:
-                    continue
-                if label == "monolith":
-                    fps, lat = case["frames_per_s"], case["latency_ms"]
-                    drops = f"{case['late_ticks']} late ticks"
-                else:
-                    fps, lat = case.get("results_per_s"), case.get("latency_ms_observed") or {}
-                    drops = (f"skipped {case.get('skipped_by_inference')}, capture dropped "
-                             f"{case.get('dropped_by_capture')}, overwritten {case.get('overwritten_in_ring')}")
-                t.add_row(f"{label} threads={section['threads']} {key}", _f(fps), _f(lat.get('p50')), _f(lat.get('p99')),
-                          _f(case["stage_ms"]["inference"]["p50"]), drops, _procs(case["processes"]),
-                          "/".join(map(str, case["loadavg_before"])))
+        for name, label, case in cases:
+            if label == "monolith":
+                fps, lat, drops = case["frames_per_s"], case["latency_ms"], f"{case['late_ticks']} late"
+                cpu, inner = case["cpu_percent_total"], lat.get("p50")
+            else:
+                inner = case["stage_ms"]["capture_to_result"]["p50"]
+                fps, lat = case.get("results_per_s"), case.get("latency_ms_observed") or {}
+                drops = (f"{case.get('skipped_by_inference')} skip, {case.get('dropped_by_capture')} cap, "
+                         f"{case.get('overwritten_in_ring')} ovw")
+                cpu = case["cpu_percent_total_graph"]
+            machine = case.get("machine") or {}
+            t.add_row(name, _f(fps), _f(lat.get("p50")), _f(lat.get("p99")), _f(inner),
+                      _f(case["stage_ms"]["inference"]["p50"]),
+                      drops, _f(cpu, ".0f"), _f(machine.get("other_processes_cpu_percent"), ".0f"),
+                      _f(case["loadavg_before"][0], ".2f"))
+        console.print(t)
+        console.print("p50/p99: capture → result as seen outside (monolith: encoded; GreenLens: received by a "
+                      "greenlens/results subscriber); c→r in-graph: GreenLens's timings_ms.capture_to_result (at "
+                      "greenlens.Inference's publish). others' CPU: the machine's busy CPU minus these processes'.")
+        t = Table(title="CPU % (100 = one core) / peak RSS MB of every process, per case")
+        names = list(dict.fromkeys(n for _, _, c in cases for n in c["processes"]))
+        t.add_column("case")
+        for n in names:
+            t.add_column(n.split(" ")[0])
+        for name, _, case in cases:
+            procs = case["processes"]
+            t.add_row(name, *(f"{_f(procs[n]['cpu_percent'], '.0f')} / {_f(procs[n]['peak_rss_mb_vmhwm'], '.0f')}"
+                              if n in procs else "" for n in names))
         console.print(t)
     plane = report.get("frameplane")
     if plane:
@@ -124,7 +141,7 @@ def table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     ipc = report.get("ipc")
     if ipc:
         t = Table(title=f"Local pub/sub, {ipc['payload_bytes']} B payloads (ggsim: awsiotsdk; Mosquitto: paho)")

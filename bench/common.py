@@ -119,6 +119,14 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
@@ -168,6 +176,7 @@ class ProcSampler:
         self._pid_of: dict[str, int] = {}
         self.series: dict[str, list[tuple[float, float]]] = {}
         self._t0 = time.monotonic()
+        self._machine0 = (time.monotonic(), *machine_ticks())
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> ProcSampler:
@@ -208,6 +217,7 @@ class ProcSampler:
         with self._lock:
             self._start = dict(self._last)
             self._rss = {name: values[-1:] for name, values in self._rss.items()}
+            self._machine0 = (time.monotonic(), *machine_ticks())
 
     def summary(self) -> dict[str, dict[str, Any]]:
         self._sample()
@@ -223,6 +233,16 @@ class ProcSampler:
                     "rss_mb_max": round(max(rss), 1), "peak_rss_mb_vmhwm": round(self._hwm.get(name, 0.0), 1),
                 }
         return out
+
+    def machine(self, ours: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """CPU of the whole machine over the window (100 % = one core) and the part not ours (other work)."""
+        t0, busy0, _ = self._machine0
+        busy1, _ = machine_ticks()
+        wall = time.monotonic() - t0
+        busy = (busy1 - busy0) / CLK_TCK / wall * 100 if wall > 0 else 0.0
+        mine = sum(p["cpu_percent"] or 0 for p in ours.values())
+        return {"machine_cpu_percent": round(busy, 1), "other_processes_cpu_percent": round(max(0.0, busy - mine), 1),
+                "cores": os.cpu_count() or 0}
 
     def stop(self) -> None:
         self._stop.set()

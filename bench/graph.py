@@ -233,12 +233,14 @@ def run_case(graph: Graph, fps: float, warmup: float = WARMUP, seconds: float = 
         received = graph.observer.drain()
         status_after = graph.status()
         processes = sampler.summary()
+        machine = sampler.machine(processes)
     finally:
         sampler.stop()
     report = {"capture_fps_setting": fps, "threads": graph.threads, **analyse(received, seconds),
               "processes": processes,
               "cpu_percent_total_graph": round(sum(p["cpu_percent"] or 0 for n, p in processes.items()
                                                    if not n.startswith("observer")), 1),
+              "machine": machine,
               "loadavg_before": load_before, "loadavg_after": load()}
     if status_before and status_after:
         report["publisher"] = {

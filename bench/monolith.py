@@ -32,11 +32,12 @@ def run_case(pace: float, threads: int = THREADS, warmup: float = WARMUP, second
         load_before = load()
         result = json.loads(proc.stdout.readline())
         processes = sampler.summary()
+        machine = sampler.machine(processes)
     finally:
         sampler.stop()
         proc.wait(60)
     return {"pace_fps": pace or "unpaced", "threads": threads, **result, "processes": processes,
-            "cpu_percent_total": processes["monolith"]["cpu_percent"],
+            "cpu_percent_total": processes["monolith"]["cpu_percent"], "machine": machine,
             "loadavg_before": load_before, "loadavg_after": load()}
 
 
