@@ -89,10 +89,11 @@ class _Runner(ThreadRunner[CaptureConfig]):
                 if self.reload.is_set() and not self.stop.is_set():
                     self.reload.clear()
                     self.wake.clear()
+                    new = self.reload_config()
+                    if new is None:
+                        continue
                     try:
-                        component.apply(self.load_config())
-                    except (ConfigError, IpcError) as exc:
-                        log.error("configuration update refused, keeping the previous one: %s", exc)
+                        component.apply(new)
                     except (SourceOpenError, RingError) as exc:
                         self.failed(f"greenlens.Capture cannot apply the new configuration: {exc}")
                         if not self._wait_for_new_config(component):

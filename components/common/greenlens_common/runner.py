@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from .config import ConfigError
 from .ipc import Ipc, IpcError
 
 NOT_COMPONENT_KEYS = frozenset({"accessControl"})
@@ -109,6 +110,14 @@ class Runner(Generic[C]):
             return base
         # Command-line values are defaults under a nucleus; the component configuration wins.
         return base.updated({k: v for k, v in self.ipc.get_configuration().items() if k not in NOT_COMPONENT_KEYS})
+
+    def reload_config(self) -> C | None:
+        """The configuration after an update; None, logged, when it is refused (the previous one stays)."""
+        try:
+            return self.load_config()
+        except (ConfigError, IpcError) as exc:
+            self.log.error("configuration update refused, keeping the previous one: %s", exc)
+            return None
 
     def report(self, state: str) -> None:
         if self.ipc is not None:

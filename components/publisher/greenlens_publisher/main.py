@@ -205,10 +205,8 @@ class _Runner(Runner[PublisherConfig]):
     async def _reconfigure(self, runner: web.AppRunner, site: web.TCPSite) -> web.TCPSite:
         assert self.loop is not None and self.component is not None
         old = self.component.config
-        try:
-            new = await self.loop.run_in_executor(None, self.load_config)
-        except (ConfigError, IpcError) as exc:
-            log.error("configuration update refused, keeping the previous one: %s", exc)
+        new = await self.loop.run_in_executor(None, self.reload_config)
+        if new is None:
             return site
         self.component.apply(new)
         if (new.host, new.port) != (old.host, old.port):
