@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +32,32 @@ TARGETS = {"throughput_ratio_min": 1.0, "latency_p50_ratio_max": 1.25, "framepla
 
 
 def comparison(report: dict[str, Any]) -> dict[str, Any]:
-    """GreenLens against the monolith (frames/s unpaced, p50/p99 latency paced at 30 fps) and the targets."""
-    out: dict[str, Any] = {"targets": TARGETS}
+    """GreenLens against the monolith (frames/s unpaced, p50 latency paced at 30 fps) and the targets; with
+    several rounds, each round's ratios and their medians."""
+    rounds = report.get("rounds") or [report]
+    per_round = [pair_ratios(r) for r in rounds]
+    out: dict[str, Any] = {"targets": TARGETS, **per_round[0]}
+    if len(per_round) > 1:
+        out = {"targets": TARGETS, "rounds": per_round}
+        for key in ("throughput_ratio", "latency_p50_ratio", "throughput_ratio_capture_at_60fps"):
+            values = [r[key] for r in per_round if r.get(key) is not None]
+            if values:
+                out[key] = round(statistics.median(values), 3)
+        if "throughput_ratio" in out:
+            out["throughput_target_met"] = out["throughput_ratio"] >= TARGETS["throughput_ratio_min"]
+        if "latency_p50_ratio" in out:
+            out["latency_target_met"] = out["latency_p50_ratio"] <= TARGETS["latency_p50_ratio_max"]
+    plane = report.get("frameplane")
+    if plane:
+        big = next((c for c in plane["ring"] if c["size"] == "1280x720"), None)
+        if big:
+            out["frameplane_1280x720_ms"] = big["write_plus_read_ms_p50"]
+            out["frameplane_target_met"] = big["write_plus_read_ms_p50"] < TARGETS["frameplane_1280x720_ms_max"]
+    return out
+
+
+def pair_ratios(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     mono, graph = report.get("monolith"), report.get("graph")
     if mono and graph:
         g_fps, m_fps = graph["unpaced"].get("results_per_s"), mono["unpaced"]["frames_per_s"]
@@ -47,12 +72,6 @@ def comparison(report: dict[str, Any]) -> dict[str, Any]:
         matched = graph.get("paced_60fps", {}).get("results_per_s")
         if matched and m_fps:
             out["throughput_ratio_capture_at_60fps"] = round(matched / m_fps, 3)
-    plane = report.get("frameplane")
-    if plane:
-        big = next((c for c in plane["ring"] if c["size"] == "1280x720"), None)
-        if big:
-            out["frameplane_1280x720_ms"] = big["write_plus_read_ms_p50"]
-            out["frameplane_target_met"] = big["write_plus_read_ms_p50"] < TARGETS["frameplane_1280x720_ms_max"]
     return out
 
 
@@ -79,10 +98,15 @@ def perf_tables(report: dict[str, Any], console: Any) -> None:
         console.print(t)
     mono, graph = report.get("monolith"), report.get("graph")
     cases = []
-    for label, section in (("monolith", mono), ("GreenLens", graph)):
-        for key in ("unpaced", "paced_30fps", "paced_60fps"):
-            if section and section.get(key):
-                cases.append((f"{label} {key}", label, section[key]))
+    rounds = report.get("rounds") or [report]
+    for n, round_ in enumerate(rounds, 1):
+        prefix = f"r{n} " if len(rounds) > 1 else ""
+        for label in ("monolith", "graph"):
+            section = round_.get(label)
+            for key in ("unpaced", "paced_30fps", "paced_60fps"):
+                if section and section.get(key):
+                    name = "monolith" if label == "monolith" else "GreenLens"
+                    cases.append((f"{prefix}{name} {key}", name, section[key]))
     if cases:
         t = Table(title=f"GreenLens on ggsim against the monolith (same clip, model, "
                         f"threads={(mono or graph or {}).get('threads')})")
@@ -132,7 +156,8 @@ def perf_tables(report: dict[str, Any], console: Any) -> None:
         console.print(t)
     comp = report.get("comparison")
     if comp:
-        console.print(f"GreenLens / monolith: frames/s ×{comp.get('throughput_ratio')} (target ≥ 1.0), "
+        many = " (median of the rounds' ratios)" if comp.get("rounds") else ""
+        console.print(f"GreenLens / monolith{many}: frames/s ×{comp.get('throughput_ratio')} (target ≥ 1.0), "
                       f"p50 latency ×{comp.get('latency_p50_ratio')} (target ≤ 1.25); frame plane 1280x720 "
                       f"{comp.get('frameplane_1280x720_ms')} ms (target < 1 ms)")
 
@@ -141,7 +166,7 @@ def table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 150))
+    console = Console(width=max(Console().width, 160))
     ipc = report.get("ipc")
     if ipc:
         t = Table(title=f"Local pub/sub, {ipc['payload_bytes']} B payloads (ggsim: awsiotsdk; Mosquitto: paho)")
@@ -175,6 +200,8 @@ def cpu_model() -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--only", help="comma-separated sections (default: all)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with monolith and graph: this many rounds of both, alternating which goes first")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "report.json")
     args = parser.parse_args()
     available = sections()
@@ -186,7 +213,22 @@ def main() -> None:
                                           "platform": platform.platform(), "cpu_model": cpu_model()},
                               "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    paired = [n for n in ("monolith", "graph") if n in chosen]
     for name in chosen:
+        if name in paired and args.rounds > 1:
+            if name != paired[0]:
+                continue
+            report["rounds"] = []
+            for r in range(args.rounds):
+                order = paired if r % 2 == 0 else paired[::-1]
+                round_: dict[str, Any] = {"order": order}
+                for part in order:
+                    print(f"bench: {part} (round {r + 1} of {args.rounds}) ...", flush=True)
+                    round_[part] = available[part]()
+                report["rounds"].append(round_)
+            for part in paired:
+                report[part] = report["rounds"][0][part]
+            continue
         print(f"bench: {name} ...", flush=True)
         report[name] = available[name]()
     if any(k in report for k in ("monolith", "graph", "frameplane")):
