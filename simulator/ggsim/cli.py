@@ -51,6 +51,17 @@ def emit(ctx: Context, data: Any, human: Callable[[], None]) -> None:
         human()
 
 
+def print_table(items: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """A table for people: column title → the item's key."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*(str(item.get(key, "")) for key in columns.values()))
+    Console().print(table)
+
+
 def with_json(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Adds `--json` to a command (it may also be given before the command: `ggsim --json ...`)."""
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -275,16 +286,8 @@ def deployment_list(ctx: Context) -> None:
     with ctx.client() as client:
         items = [d._to_payload() for d in client.call("list_local_deployments").local_deployments or []]
 
-    def human() -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("Deployment", "Status", "Created")
-        for d in items:
-            table.add_row(d.get("deploymentId"), d.get("status"), d.get("createdOn"))
-        Console().print(table)
-
-    emit(ctx, items, human)
+    emit(ctx, items, lambda: print_table(items, {"Deployment": "deploymentId", "Status": "status",
+                                                 "Created": "createdOn"}))
 
 
 # ------------------------------------------------------------------------------------- component
@@ -302,16 +305,8 @@ def component_list(ctx: Context) -> None:
     with ctx.client() as client:
         items = [c._to_payload() for c in client.call("list_components").components or []]
 
-    def human() -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("Component", "Version", "State")
-        for c in items:
-            table.add_row(c.get("componentName"), c.get("version"), c.get("state"))
-        Console().print(table)
-
-    emit(ctx, items, human)
+    emit(ctx, items, lambda: print_table(items, {"Component": "componentName", "Version": "version",
+                                                 "State": "state"}))
 
 
 @component.command("details")
