@@ -44,6 +44,7 @@ import mmap
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -391,6 +392,36 @@ class RingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RingReaders:
+    """One RingReader per ring name, for a consumer of frame descriptors: a new one once the owner replaced
+    the ring (``closed_by_owner``) or when asked to (``reopen``); ``on_open(name)`` hears of each new one."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None,
+                 on_open: Callable[[str], None] | None = None) -> None:
+        self.directory = directory
+        self.on_open = on_open
+        self._readers: dict[str, RingReader] = {}
+
+    def get(self, name: str, reopen: bool = False) -> RingReader:
+        """The reader of ring ``name``; RingError when it cannot be opened."""
+        reader = self._readers.get(name)
+        if reader is not None and (reopen or reader.closed_by_owner):
+            reader.close()
+            del self._readers[name]
+            reader = None
+        if reader is None:
+            reader = RingReader(name, directory=self.directory)
+            self._readers[name] = reader
+            if self.on_open is not None:
+                self.on_open(name)
+        return reader
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
 
 def _free_bytes(directory: Path) -> int | None:

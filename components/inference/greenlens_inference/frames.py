@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 from greenlens_common import messages
-from greenlens_common.ring import RingError, RingReader
+from greenlens_common.ring import RingError, RingReader, RingReaders
 
 
 class FrameReadError(Exception):
@@ -21,7 +21,7 @@ class FrameReader:
 
     def __init__(self, ring_dir: str | os.PathLike[str] | None = None) -> None:
         self.ring_dir = ring_dir
-        self._rings: dict[str, RingReader] = {}
+        self._rings = RingReaders(ring_dir)
 
     def read(self, msg: Mapping[str, Any]) -> np.ndarray | None:
         """The frame (H x W x C uint8, BGR), or None when the ring slot was already overwritten."""
@@ -38,18 +38,10 @@ class FrameReader:
         return image
 
     def _reader(self, name: str, reopen: bool = False) -> RingReader:
-        reader = self._rings.get(name)
-        if reader is not None and (reopen or reader.closed_by_owner):
-            reader.close()
-            del self._rings[name]
-            reader = None
-        if reader is None:
-            try:
-                reader = RingReader(name, directory=self.ring_dir)
-            except RingError as exc:
-                raise FrameReadError(str(exc)) from None
-            self._rings[name] = reader
-        return reader
+        try:
+            return self._rings.get(name, reopen=reopen)
+        except RingError as exc:
+            raise FrameReadError(str(exc)) from None
 
     def _read_ring(self, name: str, slot: int, seq: int, msg: Mapping[str, Any]) -> np.ndarray | None:
         for attempt in range(2):
@@ -67,6 +59,4 @@ class FrameReader:
         return None
 
     def close(self) -> None:
-        for reader in self._rings.values():
-            reader.close()
-        self._rings.clear()
+        self._rings.close()

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 from greenlens_common import messages
-from greenlens_common.ring import RingError, RingReader
+from greenlens_common.ring import RingError, RingReader, RingReaders
 
 log = logging.getLogger("greenlens.publisher.frames")
 
@@ -30,8 +30,8 @@ class FrameReader:
 
     def __init__(self, ring_dir: str | os.PathLike[str] | None = None) -> None:
         self.ring_dir = ring_dir
-        self._readers: dict[str, RingReader] = {}
         self._complained: set[str] = set()
+        self._readers = RingReaders(ring_dir, on_open=self._complained.discard)  # a new ring may complain again
         self.errors = 0
 
     def read(self, descriptor: Mapping[str, Any]) -> Image | None:
@@ -59,20 +59,11 @@ class FrameReader:
         return Image(seq, captured_at, frame.image)
 
     def _reader(self, name: str) -> RingReader | None:
-        reader = self._readers.get(name)
-        if reader is not None and reader.closed_by_owner:
-            reader.close()  # Capture made a new ring under the same name
-            reader = None
-            del self._readers[name]
-        if reader is None:
-            try:
-                reader = RingReader(name, directory=self.ring_dir)
-            except RingError as exc:
-                self._error(name, str(exc))
-                return None
-            self._readers[name] = reader
-            self._complained.discard(name)
-        return reader
+        try:
+            return self._readers.get(name)  # a new reader when Capture made a new ring under the same name
+        except RingError as exc:
+            self._error(name, str(exc))
+            return None
 
     def _error(self, key: str, text: str) -> None:
         self.errors += 1
@@ -82,9 +73,7 @@ class FrameReader:
         return None
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self._readers.clear()
+        self._readers.close()
 
 
 class LatestImage:
