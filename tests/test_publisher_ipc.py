@@ -150,7 +150,7 @@ def test_results_and_debounced_events_reach_iot_core_and_configuration_updates_a
         assert events(msgs, events_topic) == ["appeared", "gone"]
 
         status = wait_until(lambda: (s := http_json(f"http://127.0.0.1:{port}/api/status"))
-                            ["results"]["received"] >= 9 and s, 10, "the status to count 9 results")
+                            ["results"]["processed"] >= 9 and s, 10, "the status to count 9 results processed")
         assert status["frames"]["received"] == 9 and status["results"]["latency_ms"]["samples"] == 9
         assert status["last_result"]["text"] == "NOT HOTDOG 0.10"
         assert status["iot_core"]["online"] is True and status["iot_core"]["spool"]["messages"] == 0

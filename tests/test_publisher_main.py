@@ -102,9 +102,10 @@ def test_status_health_page_and_streams_before_and_after_frames(publisher: NoIpc
         for frame in frames:
             publisher.send(topics.FRAMES, frame)
             publisher.send(topics.RESULTS, feeder.result(frame, True))
-        status = publisher.wait_status(lambda s: s["results"]["received"] == 5, "5 results")
+        status = publisher.wait_status(lambda s: s["results"]["processed"] == 5, "5 results processed")
     finally:
         feeder.close()
+    assert status["results"]["received"] == 5
     assert status["results"]["latency_ms"]["samples"] == 5 and status["results"]["latency_ms"]["p99"] >= 0
     assert status["last_result"]["text"] == "HOTDOG 0.90" and status["debounced"]["present"] is True
     assert status["dropped_frames"] == 0

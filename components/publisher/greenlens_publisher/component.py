@@ -229,6 +229,7 @@ class PublisherComponent:
             message = self.sampler.offer(result) if rate > 0 else None
         if message is not None:
             self.outbox.submit(self.results_topic, message, "result")
+        self.metrics.results_processed += 1
 
     def _send_due_result(self) -> None:
         with self._cond:

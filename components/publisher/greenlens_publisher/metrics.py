@@ -50,6 +50,7 @@ class PipelineMetrics:
         self.results_on_newer_frame = 0
         """Results drawn on the newest frame because their own was overwritten in the ring."""
         self.results_annotated = 0
+        self.results_processed = 0  # taken by the worker: verdict shown, debounced, offered to IoT Core
         self.invalid_messages = 0
         self.last_result_seq = 0
         self._latencies: deque[float] = deque(maxlen=latency_samples)
@@ -85,7 +86,8 @@ class PipelineMetrics:
             "frames": {"received": self.frames_received, "fps": round(self.frame_rate.per_second(mono), 2),
                        "skipped_by_publisher": self.frames_skipped, "unreadable": self.frames_unreadable,
                        "dropped_by_capture": self.capture_dropped},
-            "results": {"received": self.results_received, "fps": round(self.result_rate.per_second(mono), 2),
+            "results": {"received": self.results_received, "processed": self.results_processed,
+                        "fps": round(self.result_rate.per_second(mono), 2),
                         "not_inferred": self.results_not_inferred,
                         "on_newer_frame": self.results_on_newer_frame, "annotated": self.results_annotated,
                         "invalid_messages": self.invalid_messages,
