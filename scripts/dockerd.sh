@@ -97,11 +97,11 @@ stop() {
         sleep 0.2  # polling for the process to exit
     done
     rm -f "$PIDFILE"
-    # dockerd bind-mounts its data root onto itself and leaves it at exit; undo that for our own data root
-    # (never for a data root given elsewhere, which may be a real mount).
-    if [ "$DATA_ROOT" = "$STATE_DIR/data" ] && mountpoint -q "$DATA_ROOT" 2>/dev/null; then
-        umount "$DATA_ROOT" 2>/dev/null || true
-    fi
+    # dockerd leaves mounts behind at exit (its data root bound onto itself, the exec root's netns/default):
+    # undo those under build/docker/ (never a mount elsewhere, e.g. a data root given as a real disk).
+    findmnt -rn -o TARGET 2>/dev/null | grep -F "$STATE_DIR/" | sort -r | while read -r target; do
+        umount "$target" 2>/dev/null || true
+    done
     echo "dockerd: stopped pid $pid" >&2
 }
 
