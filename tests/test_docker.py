@@ -392,6 +392,18 @@ def test_a_corrupt_model_version_is_rolled_back_and_results_resume(container: Co
     assert all(r["verdict"]["present"] for r in resumed), [r["verdict"] for r in resumed]
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("GREENLENS_PAGE_PORT=http", "GREENLENS_PAGE_PORT: 'http': expected a TCP port number 1..65535"),
+    ("GREENLENS_APP_VERSION=9.9.9", "GREENLENS_APP_VERSION: '9.9.9': not built; available: 1.0.0"),
+    ("GREENLENS_CONFIG={not json", "GREENLENS_CONFIG: not JSON"),
+])
+def test_a_bad_setting_stops_the_container_with_one_clear_line(image: str, setting: str, message: str) -> None:
+    result = run("docker", "run", "--rm", "--network", "none", "-e", setting, image, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"greenlens: {message}"), result.stderr
+
+
 # ------------------------------------------------------------------------------------------------ compose
 
 
