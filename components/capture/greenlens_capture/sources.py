@@ -344,12 +344,16 @@ class FrameSource:
         self._generation = 0
         self._last_frame_mono = 0.0
         self._threads: list[threading.Thread] = []
+        self._started = False
 
     # -- lifecycle
 
     def start(self) -> FrameSource:
-        """Open the source (SourceOpenError if it cannot be) and start reading it."""
+        """Open the source (SourceOpenError if it cannot be) and start reading it; once only."""
+        if self._started:
+            return self  # open_source() has started it; `with open_source(...)` must not start a 2nd reader
         stream = self.grabber.open()
+        self._started = True
         with self._cond:
             self._stats.connected = True
             self._last_frame_mono = time.monotonic()
