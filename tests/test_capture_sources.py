@@ -312,7 +312,8 @@ def test_http_mjpeg_camera_gives_frames_and_its_loss_is_an_outage() -> None:
 def test_a_source_used_as_a_context_manager_has_one_reader(tmp_path: Path) -> None:
     # open_source() starts the source; entering it with `with` must not start a second reader, which
     # would read the slideshow's images twice over and show them out of order.
+    before = set(threading.enumerate())
     with open_source("synthetic", width=32, height=24, fps=50) as src:
         assert src.next_frame(0, timeout=5) is not None
-        readers = [t for t in threading.enumerate() if t.name.startswith("capture-reader-")]
+        readers = [t for t in set(threading.enumerate()) - before if t.name.startswith("capture-reader-")]
         assert len(readers) == 1
