@@ -99,7 +99,8 @@ stop() {
     rm -f "$PIDFILE"
     # dockerd leaves mounts behind at exit (its data root bound onto itself, the exec root's netns/default):
     # undo those under build/docker/ (never a mount elsewhere, e.g. a data root given as a real disk).
-    findmnt -rn -o TARGET 2>/dev/null | grep -F "$STATE_DIR/" | sort -r | while read -r target; do
+    local target
+    for target in $(findmnt -rn -o TARGET 2>/dev/null | grep -F "$STATE_DIR/" | sort -r || true); do
         umount "$target" 2>/dev/null || true
     done
     echo "dockerd: stopped pid $pid" >&2
