@@ -249,6 +249,32 @@ def test_a_not_hot_dog_sequence_gives_neither_hot_dog_results_nor_an_event(
                 break
         assert [m for m in cloud_messages if m.get("kind") == "appeared"] == []
         assert not any(m["verdict"]["present"] for m in cloud_messages if "verdict" in m)
+
+        # Someone else stops the inference process (plain SIGTERM): it exits 143, not 0, so the nucleus
+        # sees an error, restarts it, and results resume from the new process.
+        old_pid = inference_pid(core.root)
+        os.kill(old_pid, signal.SIGTERM)
+        resumed = [r for r in results(local, RESULTS * 3) if r["seq"] > last]
+        assert resumed, "results resumed after the restart"
+        assert inference_pid(core.root) != old_pid
+        assert "ERRORED" in core.run("logs", "greenlens.Inference", "-n", "400").stdout
     finally:
         local.close()
         cloud.close()
+
+
+def inference_pid(root: Path) -> int:
+    """The greenlens.Inference process of the core on `root` (its command line names the root's store)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError):
+                continue
+            program = os.path.basename(cmdline.split(" ", 1)[0])
+            if ("-m greenlens_inference" in cmdline and str(root) in cmdline
+                    and program not in ("sh", "bash", "dash")):
+                return int(proc.name)
+        time.sleep(0.2)  # polling /proc for a process that is starting
+    raise AssertionError("no greenlens.Inference process")

@@ -65,10 +65,10 @@ def _inference(*args: str, env: dict[str, str] | None = None, stdin: int | None 
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
-    """Stop the component as the nucleus does (SIGTERM); its stderr. It must exit cleanly."""
+    """Stop the component as the nucleus does (SIGTERM); its stderr. It must exit cleanly, with 143."""
     proc.terminate()
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err
     return err
 
 

@@ -82,14 +82,23 @@ class Runner(Generic[C]):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.ipc: Ipc | None = None
+        self.signalled: int | None = None  # the signal that stopped the run, if one did
 
     @classmethod
     def main(cls, args: argparse.Namespace) -> int:
-        """The entry point once the command line is parsed: logging, the runner, its signals, its run."""
+        """The entry point once the command line is parsed: logging, the runner, its signals, its run.
+
+        A run ended by a signal exits 128 + its number (143 for SIGTERM) after its clean shutdown, as a
+        process killed by it would: when the nucleus stops a component it ignores the exit status, and when
+        anything else kills it the nucleus sees an error and restarts it (exit 0 would mean "finished").
+        """
         setup_logging(args.log_level)
         runner = cls(args)
         runner.handle_signals()
-        return runner.run()
+        code = runner.run()
+        if code == 0 and runner.signalled is not None:
+            return 128 + runner.signalled
+        return code
 
     def handle_signals(self) -> None:
         """Nothing here: a runner on asyncio installs its SIGTERM/SIGINT handlers on its event loop."""
@@ -194,6 +203,7 @@ class ThreadRunner(Runner[C]):
         self.wake.set()
 
     def on_signal(self, signum: int, _frame: object) -> None:
+        self.signalled = signum
         # A signal handler runs between two bytecodes of the main thread, possibly while it holds the lock
         # of the very Event it waits on: setting events here could deadlock. A short thread does it.
         threading.Thread(target=self.request_stop, name=f"signal-{signum}", daemon=True).start()

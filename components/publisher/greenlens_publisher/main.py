@@ -127,10 +127,14 @@ class _Runner(Runner[PublisherConfig]):
         except KeyboardInterrupt:
             return 0
 
+    def _on_signal(self, signum: int) -> None:
+        self.signalled = signum
+        self.stop.set()
+
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.stop.set)
+            self.loop.add_signal_handler(sig, self._on_signal, sig)
         if not await self.loop.run_in_executor(None, self.connect):
             return 3
         try:
