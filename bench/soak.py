@@ -19,6 +19,17 @@ from .graph import Graph
 ROOT = REPO / "build" / "bench" / "ggsim-soak-root"
 
 
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _grew(first: dict[str, Any] | None, last: dict[str, Any] | None, key: str) -> int | None:
+    if not first or not last:
+        return None
+    a, b = _int(first.get(key)), _int(last.get(key))
+    return b - a if a is not None and b is not None else None
+
+
 def rss_summary(series: list[tuple[float, float]], warmup: float) -> dict[str, Any]:
     first = series[0][1]
     warm = next((rss for t, rss in series if t >= warmup), series[-1][1])
@@ -48,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         graph.observer.drain()
         sampler = ProcSampler(graph.pids, interval=0.5, keep_series=True).start()
         t0 = time.monotonic()
+        warm_wall = time.time() + warmup  # results received from then on count
         first: dict[str, Any] | None = None
         last: dict[str, Any] | None = None
         latencies: list[float] = []
@@ -60,16 +72,17 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.monotonic() - t0
             if batch:
                 lat = [(t - float(m["captured_at"])) * 1000 for t, m in batch]
-                if elapsed > warmup:
-                    latencies += lat
-                    results += len(batch)
-                    first = first or batch[0][1]
-                    last = batch[-1][1]
+                warm = [(t, m) for t, m in batch if t >= warm_wall]
+                if warm:
+                    latencies += [(t - float(m["captured_at"])) * 1000 for t, m in warm]
+                    results += len(warm)
+                    first = first or warm[0][1]
+                    last = warm[-1][1]
                 b0, b1 = batch[0][1], batch[-1][1]
                 intervals.append({"t_s": round(elapsed, 1), "results": len(batch),
-                                  "latency_ms_p50": stats_ms(lat)["p50"], "skipped_total": b1.get("skipped"),
-                                  "overwritten_total": b1.get("overwritten"),
-                                  "capture_dropped_total": b1.get("capture_dropped"),
+                                  "latency_ms_p50": stats_ms(lat)["p50"], "skipped_total": _int(b1.get("skipped")),
+                                  "overwritten_total": _int(b1.get("overwritten")),
+                                  "capture_dropped_total": _int(b1.get("capture_dropped")),
                                   "frames": int(b1["seq"]) - int(b0["seq"]) + 1, "loadavg": load()})
             else:
                 intervals.append({"t_s": round(elapsed, 1), "results": 0, "loadavg": load()})
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"load {load()}", flush=True)
         processes = sampler.summary()
         sampler.stop()
-        duration = time.monotonic() - t0 - warmup
+        duration = time.time() - warm_wall
     finally:
         graph.close()
     rss = {name: rss_summary(series, warmup) for name, series in sampler.series.items()}
@@ -88,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         "results_per_s_after_warmup": round(results / duration, 2) if duration > 0 else None,
         "latency_ms_observed_after_warmup": stats_ms(latencies),
         "frames_after_warmup": int(last["seq"]) - int(first["seq"]) + 1 if first and last else None,
-        "skipped_by_inference_after_warmup": (last.get("skipped", 0) - first.get("skipped", 0)) if first and last else None,
-        "overwritten_after_warmup": (last.get("overwritten", 0) - first.get("overwritten", 0)) if first and last else None,
-        "dropped_by_capture_after_warmup": (last.get("capture_dropped", 0) - first.get("capture_dropped", 0))
-        if first and last else None,
+        "skipped_by_inference_after_warmup": _grew(first, last, "skipped"),
+        "overwritten_after_warmup": _grew(first, last, "overwritten"),
+        "dropped_by_capture_after_warmup": _grew(first, last, "capture_dropped"),
         "rss": rss,
         "cpu_percent_whole_run": {name: p["cpu_percent"] for name, p in processes.items()},
         "peak_rss_mb_vmhwm": {name: p["peak_rss_mb_vmhwm"] for name, p in processes.items()},
