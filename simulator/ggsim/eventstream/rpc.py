@@ -143,7 +143,6 @@ class ServerConnection:
         self.connected = False  # CONNECT received and accepted
         self._connect_seen = False
         self.open_streams: set[int] = set()
-        self._closed_streams: set[int] = set()
         self._highest_stream = 0
 
     # ---- receiving
@@ -192,15 +191,15 @@ class ServerConnection:
             if stream_id in self.open_streams:
                 if terminate:
                     self.open_streams.discard(stream_id)
-                    self._closed_streams.add(stream_id)
                     return StreamClosed(stream_id)
                 return None  # no Greengrass operation streams client events: ignore
-            if stream_id in self._closed_streams or stream_id <= self._highest_stream:
-                return None  # duplicate terminators and late messages on closed streams are tolerated
+            if stream_id <= self._highest_stream:
+                # Stream ids only grow: one not open and not new is closed. Duplicate terminators and late
+                # messages on closed streams are tolerated (and nothing per closed stream is kept).
+                return None
             # A new stream.
             self._highest_stream = stream_id
             if terminate:
-                self._closed_streams.add(stream_id)
                 return None  # a terminate as the first message: ignored, as the nucleus does
             operation = _string(message, "operation")
             if not operation:
@@ -233,7 +232,6 @@ class ServerConnection:
     def _finish(self, stream_id: int, terminate: bool) -> None:
         if terminate:
             self.open_streams.discard(stream_id)
-            self._closed_streams.add(stream_id)
 
     def send_message(self, stream_id: int, shape: str, body: dict[str, Any], terminate: bool = False) -> bytes:
         """A response or stream event: JSON body with its shape name."""

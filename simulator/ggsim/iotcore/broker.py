@@ -24,7 +24,7 @@ class _Sub:
 class EmbeddedBroker:
     """What the device publishes is delivered to matching subscribers and kept in `history`."""
 
-    def __init__(self, history: int = 10_000) -> None:
+    def __init__(self, history: int = 1_000) -> None:
         self._subs: list[_Sub] = []
         self._observers: list[MessageCallback] = []
         self.retained: dict[str, MqttMessage] = {}
