@@ -141,8 +141,9 @@ class _Collector:
 
 
 def test_a_source_faster_than_the_publish_rate_counts_what_it_skipped(tmp_path: Path) -> None:
+    # A live source (a camera): frames it produced that were not published are skipped and counted.
     publish = _Collector()
-    cfg = CaptureConfig(source="synthetic", width=64, height=48, fps=20, source_fps=200)
+    cfg = CaptureConfig(source="synthetic:live", width=64, height=48, fps=20, source_fps=200)
     component = CaptureComponent(cfg, publish, ring_dir=tmp_path)
     component.start()
     try:
@@ -298,3 +299,113 @@ def test_a_lost_and_restored_source_is_published_as_events(tmp_path: Path) -> No
     assert lost["component"] == "greenlens.Capture" and str(folder) in lost["detail"]
     assert lost["counters"]["outages"] == 1
     assert component.snapshot().outages >= 1 and component.snapshot().reconnects >= 1
+
+
+# ------------------------------------------------------------------------------------------ flow control
+
+
+MODEL = {"name": "fake", "version": "1.0.0", "sha256": "0" * 64, "task": "classification"}
+
+
+def _result(seq: int, source: str) -> dict[str, Any]:
+    return messages.result_message(seq=seq, captured_at=1.0, source=source, model=MODEL,
+                                   verdict={"label": "hotdog", "present": False, "score": 0.1},
+                                   timings_ms={"total": 1.0})
+
+
+def test_flow_control_keeps_k_frames_in_flight_and_publishes_anyway_after_the_timeout(core: Any,
+                                                                                      tmp_path: Path) -> None:
+    # greenlens.Capture under ggsim with a file-like source (synthetic, read on demand) that could give 1000
+    # frames a second; the test is the consumer: it answers result messages for the seqs it chooses.
+    token = _register(core, "greenlens.Capture", {
+        "source": "synthetic", "fps": 1000, "sourceFps": 1000, "width": 64, "height": 48, "cameraId": "flow",
+        "maxFramesInFlight": 2, "inFlightTimeoutSeconds": 3, "accessControl": PUBSUB})
+    consumer_token = _register(core, "test.Consumer", {"accessControl": PUBSUB})
+    received = _Collector()
+    consumer = Ipc.connect(timeout=10, socket_path=str(core.host.socket_path), token=consumer_token)
+    consumer.subscribe_json(topics.FRAMES, lambda m, t: received(t, m))
+    consumer.subscribe_json(topics.EVENTS, lambda m, t: received(t, m))
+    ring_dir = tmp_path / "shm"
+    ring_dir.mkdir()
+    proc = _capture("--ring-dir", str(ring_dir), env=_ipc_env(core, token))
+
+    def seqs() -> list[int]:
+        return [m["seq"] for m in received.frames()]
+
+    def wait_frames(n: int, timeout: float) -> bool:
+        with received.cond:
+            return received.cond.wait_for(lambda: len(received.frames()) >= n, timeout)
+
+    try:
+        assert _wait_state(core, "greenlens.Capture", "RUNNING"), "it reports RUNNING"
+        assert wait_frames(2, 30)
+        assert not wait_frames(3, 1.0), "frames 1 and 2 in flight: frame 3 waits for a result"
+        assert seqs() == [1, 2]
+
+        consumer.publish_json(topics.RESULTS, _result(1, "flow"))
+        assert wait_frames(3, 10), "the result for frame 1 lets frame 3 go"
+        assert not wait_frames(4, 1.0)
+        consumer.publish_json(topics.RESULTS, _result(2, "other-camera"))  # another camera's result: ignored
+        consumer.publish_json(topics.RESULTS, _result(99, "flow"))  # a frame not yet published: ignored
+        assert not wait_frames(4, 0.5)
+        consumer.publish_json(topics.RESULTS, _result(3, "flow"))  # frame 3 answered: 4 and 5 may go
+        assert wait_frames(5, 10)
+        assert seqs() == [1, 2, 3, 4, 5]
+        assert not wait_frames(6, 1.0), "frames 4 and 5 in flight"
+
+        # Nobody answers: after inFlightTimeoutSeconds (3 s) it publishes anyway, counts and reports it.
+        with received.cond:
+            assert received.cond.wait_for(
+                lambda: any(m.get("kind") == "results_timeout" for t, m in received.messages if t == topics.EVENTS),
+                10), "the timeout is reported as an event"
+        assert wait_frames(50, 10), "without results, frames flow at fps: capture never stalls"
+        event = next(m for t, m in received.messages if t == topics.EVENTS and m.get("kind") == "results_timeout")
+        assert messages.validate(event) == messages.EVENT
+        assert event["counters"]["in_flight_timeouts"] == 1
+
+        # Results come back: flow control resumes.
+        latest = seqs()[-1]
+        consumer.publish_json(topics.RESULTS, _result(latest, "flow"))
+        with received.cond:
+            received.cond.wait_for(lambda: False, 0.5)  # let the frames already allowed arrive
+        settled = len(received.frames())
+        assert not wait_frames(settled + 1, 1.0), "no result for the frames after it: they wait again"
+        assert proc.poll() is None
+    finally:
+        consumer.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, err
+    assert "flow-control timeouts 1" in err or "flow-control timeouts 2" in err, err
+
+
+def test_flow_control_never_blocks_a_live_source(tmp_path: Path) -> None:
+    # A live source (a camera) is read on regardless: while the consumer holds frames, the newest frame is
+    # published when the window opens, and the frames in between are counted as dropped.
+    publish = _Collector()
+    cfg = CaptureConfig(source="synthetic:live", width=64, height=48, fps=100, source_fps=200,
+                        max_in_flight=2, in_flight_timeout=30, camera_id="cam")
+    component = CaptureComponent(cfg, publish, ring_dir=tmp_path)
+    component.flow.enabled = True  # as main.py does once it subscribed to greenlens/results
+    component.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=component.run, args=(stop,))
+    runner.start()
+    try:
+        with publish.cond:
+            assert publish.cond.wait_for(lambda: len(publish.frames()) >= 2, 10)
+        assert component.source is not None
+        read_before = component.source.stats().frames
+        assert component.source.wait_for(lambda s: s.frames >= read_before + 20, 5), "the camera is read on"
+        assert len(publish.frames()) == 2
+        component.on_result(_result(1, "cam"))
+        with publish.cond:
+            assert publish.cond.wait_for(lambda: len(publish.frames()) >= 3, 10)
+        third = publish.frames()[2]
+        # frame 2 was at most frame read_before of the source, frame 3 at least read_before + 20
+        assert third["seq"] == 3 and third["dropped"] >= 19, "the newest frame, the skipped ones counted"
+    finally:
+        stop.set()
+        runner.join(10)
+        component.close()
+    assert component.snapshot().in_flight_timeouts == 0

@@ -51,7 +51,8 @@ def test_synthetic_scene_gives_moving_frames_at_the_configured_size() -> None:
 
 
 def test_a_slow_consumer_gets_the_newest_frame_not_the_next_one() -> None:
-    with open_source("synthetic", width=64, height=48, fps=200) as src:
+    # A live source (as a camera): it never waits for its consumer.
+    with open_source("synthetic:live", width=64, height=48, fps=200) as src:
         first = src.next_frame(0, timeout=5)
         assert first is not None
         assert src.wait_for(lambda s: s.frames >= first.index + 5, timeout=5)
@@ -317,3 +318,50 @@ def test_a_source_used_as_a_context_manager_has_one_reader(tmp_path: Path) -> No
         assert src.next_frame(0, timeout=5) is not None
         readers = [t for t in set(threading.enumerate()) - before if t.name.startswith("capture-reader-")]
         assert len(readers) == 1
+
+
+# ------------------------------------------------------------------------------------------ on demand
+
+
+def _frame_value(image: np.ndarray) -> int:
+    return round((float(image.mean()) - 10) / 20)
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "synthetic"])
+def test_a_source_that_can_wait_is_read_on_demand(tmp_path: Path, kind: str) -> None:
+    # A video file, an image folder or the synthetic scene: nothing is decoded that nobody takes (one frame
+    # is prefetched), and a slow consumer gets every frame in order instead of skipping.
+    if kind == "file":
+        spec = tmp_path / "ten.avi"
+        _write_numbered_video(spec, 10)
+    elif kind == "folder":
+        spec = tmp_path / "slides"
+        spec.mkdir()
+        for i in range(10):
+            cv2.imwrite(str(spec / f"{i:02d}.png"), np.full((120, 160, 3), 20 * i + 10, np.uint8))
+    else:
+        spec = "synthetic"
+    with open_source(str(spec), width=160, height=120, fps=30, source_fps=1000, stall_timeout=0.5) as src:
+        taken: list[int] = []
+        index = 0
+        for _ in range(5):
+            frame = src.next_frame(index, timeout=5)
+            assert frame is not None
+            index = frame.index
+            taken.append(frame.index)
+            if kind != "synthetic":
+                assert _frame_value(frame.image) == (frame.index - 1) % 10, "the frames in order, none skipped"
+            # the consumer is slow: far longer than 1 ms between takes at 1000 fps, and longer than the watchdog's
+            # stall_timeout (waiting for a consumer is not a stalled read)
+            assert not src.wait_for(lambda s: s.frames > len(taken) + 1, timeout=0.3 if _ else 0.8)
+        assert taken == [1, 2, 3, 4, 5], "every frame taken, none skipped"
+        assert src.stats().frames <= len(taken) + 1
+        assert src.stats().outages == 0
+
+
+def test_a_live_source_is_read_whether_or_not_anyone_takes_its_frames() -> None:
+    with open_source("synthetic:live", width=64, height=48, fps=30, source_fps=200) as src:
+        assert src.next_frame(0, timeout=5) is not None
+        assert src.wait_for(lambda s: s.frames >= 30, timeout=5), "nobody takes frames, the reader goes on"
+        newest = src.next_frame(1, timeout=5)
+        assert newest is not None and newest.index >= 30

@@ -1,7 +1,9 @@
 """The capture loop: the newest frame of the source, at the configured fps, into the transport, then published.
 
 It knows nothing of IPC: it gets a ``publish(topic, message)`` callable, so it runs the same under a
-nucleus and in development (``--no-ipc``).
+nucleus and in development (``--no-ipc``). With flow control (``maxFramesInFlight`` k > 0, and results fed to
+:meth:`CaptureComponent.on_result` by whoever subscribed to greenlens/results) frame n+k is not published
+before a result for a frame >= n came back, or ``inFlightTimeoutSeconds`` passed (see :class:`FlowControl`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,69 @@ class CaptureCounters:
     publish_errors: int = 0
     outages: int = 0
     reconnects: int = 0
+    in_flight_timeouts: int = 0
+    """Waits for a result that ended by the flow-control timeout (frames then published anyway)."""
+
+
+class FlowControl:
+    """Frames in flight between Capture and its consumer, told by the results (``greenlens.result/1`` seq).
+
+    ``wait(seq, k, timeout)`` returns once frame ``seq`` may be published: flow control off (k = 0, or no
+    results subscribed), a result for a frame >= seq - k came back, or ``timeout`` passed. After a timeout the
+    consumer is taken to be absent (a missing or dead Inference): frames are published without waiting until a
+    result comes back, so capture never stalls. Results for another camera, or for frames not yet published
+    (an earlier run's numbering), are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        """True once someone feeds results (the process subscribed to greenlens/results)."""
+        self.camera_id = ""
+        self.published = 0
+        self.answered = 0
+        """Highest seq a result came back for."""
+        self.results = 0
+        self.timeouts = 0
+        self.consumer_absent = False
+        self._cond = threading.Condition()
+
+    def sent(self, seq: int) -> None:
+        with self._cond:
+            self.published = seq
+
+    def on_result(self, message: Any) -> None:
+        """A message from the results topic (any thread)."""
+        if not isinstance(message, dict):
+            return
+        seq, source = message.get("seq"), message.get("source")
+        if isinstance(seq, bool) or not isinstance(seq, int | float) or (self.camera_id and source != self.camera_id):
+            return
+        with self._cond:
+            if not 0 < seq <= self.published:
+                return
+            self.results += 1
+            if seq > self.answered:
+                self.answered = int(seq)
+            if self.consumer_absent:
+                self.consumer_absent = False
+                log.info("results come back again (frame %d): flow control resumes", seq)
+            self._cond.notify_all()
+
+    def wait(self, seq: int, k: int, timeout: float, interrupt: threading.Event) -> str:
+        """``"go"`` (frame ``seq`` may be published), ``"timeout"`` (publish anyway, counted) or ``"interrupted"``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if not self.enabled or k <= 0 or self.consumer_absent or self.answered >= seq - k:
+                    return "go"
+                if interrupt.is_set():
+                    return "interrupted"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.timeouts += 1
+                    self.consumer_absent = True
+                    return "timeout"
+                self._cond.wait(min(left, 0.05))  # a result notifies at once; the slice only checks interrupt
 
 
 class CaptureComponent:
@@ -52,6 +117,13 @@ class CaptureComponent:
         self._last_index = 0
         self._past_outages = 0
         self._past_reconnects = 0
+        self.flow = FlowControl()
+        self.flow.camera_id = config.camera_id
+        self._last_timeout_event = -1e9
+
+    def on_result(self, message: Any) -> None:
+        """A ``greenlens.result/1`` message from the results topic (any thread): flow control."""
+        self.flow.on_result(message)
 
     # -- set-up
 
@@ -74,6 +146,7 @@ class CaptureComponent:
             self.config = new
             self._open_source(new)
         self.config = new
+        self.flow.camera_id = new.camera_id
         if new.transport != old.transport or not self._transport_fits(new):
             self._close_transport()
             self._open_transport(new)
@@ -130,6 +203,12 @@ class CaptureComponent:
         last_report = time.monotonic()
         while not interrupt.is_set():
             self._publish_events()
+            seq = self.counters.published + 1
+            waited = self.flow.wait(seq, self.config.max_in_flight, self.config.in_flight_timeout, interrupt)
+            if waited == "interrupted":
+                break
+            if waited == "timeout":
+                self._flow_timeout(seq)
             frame = self.source.next_frame(self._last_index, timeout=min(1.0, max(period, 0.05)))
             if frame is None:
                 continue
@@ -140,6 +219,7 @@ class CaptureComponent:
                                              dropped=self.counters.dropped)
             self._publish(topics.FRAMES, descriptor)
             self.counters.published = seq
+            self.flow.sent(seq)
             if max_frames is not None and seq >= max_frames:
                 break
             now = time.monotonic()
@@ -152,6 +232,23 @@ class CaptureComponent:
             elif next_due > now and interrupt.wait(next_due - now):
                 break
         self._publish_events()
+
+    def _flow_timeout(self, seq: int) -> None:
+        """No result within inFlightTimeoutSeconds: counted, logged and (at most every 30 s) an event."""
+        n = self.flow.timeouts
+        self.counters.in_flight_timeouts = n
+        k, t = self.config.max_in_flight, self.config.in_flight_timeout
+        detail = (f"no result for frame {max(1, seq - k)} or later within {t:g} s ({k} frames in flight): "
+                  f"publishing without flow control until results come back (timeout {n})")
+        if n == 1 or n % 100 == 0:
+            log.warning("%s", detail)
+        now = time.monotonic()
+        if now - self._last_timeout_event >= 30:
+            self._last_timeout_event = now
+            c = self.snapshot()
+            self._publish(topics.EVENTS, messages.event_message(
+                component=COMPONENT, kind="results_timeout", detail=detail,
+                counters={"in_flight_timeouts": n, "published": c.published, "dropped": c.dropped}))
 
     def _publish(self, topic: str, message: dict[str, Any]) -> None:
         try:
@@ -185,9 +282,11 @@ class CaptureComponent:
             publish_errors=self.counters.publish_errors,
             outages=self._past_outages + (stats.outages if stats else 0),
             reconnects=self._past_reconnects + (stats.reconnects if stats else 0),
+            in_flight_timeouts=self.flow.timeouts,
         )
 
     def _log_stats(self) -> None:
         c = self.snapshot()
-        log.info("published %d frames, dropped %d, outages %d, reconnects %d, publish errors %d",
-                 c.published, c.dropped, c.outages, c.reconnects, c.publish_errors)
+        log.info("published %d frames, dropped %d, outages %d, reconnects %d, publish errors %d, "
+                 "flow-control timeouts %d", c.published, c.dropped, c.outages, c.reconnects, c.publish_errors,
+                 c.in_flight_timeouts)

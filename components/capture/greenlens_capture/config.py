@@ -6,7 +6,8 @@ Component configuration keys (recipe ``ComponentConfiguration.DefaultConfigurati
 key                    default              meaning
 =====================  ===================  =====================================================================
 source                 ``synthetic``        camera index or /dev/video path, rtsp:// or http(s):// URL, video file,
-                                            image folder, or ``synthetic``
+                                            image folder, ``synthetic`` (read on demand) or ``synthetic:live``
+                                            (behaves as a camera)
 fps                    10                   frames per second published (the newest frame at each tick)
 width, height          640, 480             frame size in the ring (frames are letterboxed to it)
 cameraId               ``camera``           the ``source`` field of every frame descriptor
@@ -20,6 +21,10 @@ openTimeoutSeconds     5                    OpenCV open timeout for cameras and 
 readTimeoutSeconds     5                    OpenCV read timeout
 stallTimeoutSeconds    10                   watchdog: no frame for this long is an outage
 maxBackoffSeconds      30                   longest wait between reconnect attempts
+maxFramesInFlight      2                    flow control: frame n+k is not published before a result for a frame
+                                            >= n came back on greenlens/results (k = this; 0 = off)
+inFlightTimeoutSeconds 1                    flow control: publish anyway after waiting this long for a result
+                                            (counted; no result at all: published at ``fps`` until one comes)
 =====================  ===================  =====================================================================
 
 Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted when they mean the same.
@@ -53,6 +58,8 @@ class CaptureConfig:
     read_timeout: float = 5.0
     stall_timeout: float = 10.0
     max_backoff: float = 30.0
+    max_in_flight: int = 2
+    in_flight_timeout: float = 1.0
 
     def source_settings(self) -> tuple[Any, ...]:
         """What a change of requires reopening the source."""
@@ -98,5 +105,7 @@ _KEYS = KeyTable(log, {
     "readTimeoutSeconds": ("read_timeout", real(0.0)),
     "stallTimeoutSeconds": ("stall_timeout", real(0.0)),
     "maxBackoffSeconds": ("max_backoff", real(0.0)),
+    "maxFramesInFlight": ("max_in_flight", integer(0, 64)),
+    "inFlightTimeoutSeconds": ("in_flight_timeout", real(0.0)),
 })
 CONFIG_KEYS = _KEYS.names

@@ -2,7 +2,7 @@
 
 Under a nucleus: reads its configuration over IPC, follows configuration updates without a restart,
 publishes ``greenlens.frame/1`` descriptors on ``greenlens/frames`` and events on ``greenlens/events``,
-and reports RUNNING, or ERRORED with one clear log line when its source cannot be opened.
+subscribes to ``greenlens/results`` for flow control (``maxFramesInFlight`` > 0), and reports RUNNING, or ERRORED with one clear log line when its source cannot be opened.
 
 For development, without a nucleus::
 
@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from greenlens_common.ipc import IpcError
+from greenlens_common import topics
+from greenlens_common.ipc import IpcError, Subscription
 from greenlens_common.ring import RingError
 from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
 
@@ -57,6 +58,22 @@ class _Runner(ThreadRunner[CaptureConfig]):
     log = log
     config_type = CaptureConfig
     arg_keys = _ARG_KEYS
+    results_subscription: Subscription | None = None
+
+    def follow_results(self, component: CaptureComponent) -> None:
+        """Flow control needs the results: subscribe to greenlens/results once it is on (under a nucleus).
+
+        A refused subscription (no accessControl for it) leaves flow control off, with one warning.
+        """
+        if self.ipc is None or component.config.max_in_flight <= 0 or self.results_subscription is not None:
+            return
+        try:
+            self.results_subscription = self.ipc.subscribe_json(topics.RESULTS,
+                                                                lambda msg, _topic: component.on_result(msg))
+        except IpcError as exc:
+            log.warning("flow control off (frames are published at fps, newest first): %s", exc)
+            return
+        component.flow.enabled = True
 
     def run(self) -> int:
         return self.serve(lambda: self._run(self.publish_stdout if self.ipc is None else self.publish_ipc))
@@ -78,10 +95,13 @@ class _Runner(ThreadRunner[CaptureConfig]):
                     return code
                 if not self._wait_for_new_config(component):
                     return code
+            self.follow_results(component)
             self.report("RUNNING")
-            log.info("capturing %s (%s) at %g fps, %dx%d, transport %s", component.config.camera_id,
-                     component.source.description if component.source else "?", component.config.fps,
-                     component.config.width, component.config.height, component.config.transport)
+            cfg = component.config
+            log.info("capturing %s (%s) at %g fps, %dx%d, transport %s, flow control %s", cfg.camera_id,
+                     component.source.description if component.source else "?", cfg.fps, cfg.width, cfg.height,
+                     cfg.transport, f"{cfg.max_in_flight} frames in flight, {cfg.in_flight_timeout:g} s timeout"
+                     if component.flow.enabled and cfg.max_in_flight > 0 else "off")
             while not self.stop.is_set():
                 component.run(self.wake, max_frames=self.args.max_frames)
                 if self.args.max_frames is not None and component.counters.published >= self.args.max_frames:
@@ -94,14 +114,16 @@ class _Runner(ThreadRunner[CaptureConfig]):
                         continue
                     try:
                         component.apply(new)
+                        self.follow_results(component)
                     except (SourceOpenError, RingError) as exc:
                         self.failed(f"greenlens.Capture cannot apply the new configuration: {exc}")
                         if not self._wait_for_new_config(component):
                             return 2
+                        self.follow_results(component)
                         self.report("RUNNING")
             c = component.snapshot()
-            log.info("stopped: published %d frames, dropped %d, outages %d, reconnects %d", c.published,
-                     c.dropped, c.outages, c.reconnects)
+            log.info("stopped: published %d frames, dropped %d, outages %d, reconnects %d, flow-control "
+                     "timeouts %d", c.published, c.dropped, c.outages, c.reconnects, c.in_flight_timeouts)
             return 0
         finally:
             component.close()

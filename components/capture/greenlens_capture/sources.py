@@ -3,9 +3,12 @@
 Every source is a :class:`Grabber` (how to open it) wrapped in a :class:`FrameSource`, which
 - opens it once, synchronously: a source that cannot be opened at all raises SourceOpenError naming the
   source and the reason;
-- then reads it on its own thread, keeping only the newest frame (OpenCV's buffer is drained, so a slow
-  consumer never gets stale frames), brought to the configured size (letterboxed);
-- paces sources that are not real time (files, folders, synthetic) at their frame rate;
+- then reads it on its own thread, bringing every frame to the configured size (letterboxed);
+- a live source (camera, RTSP/HTTP stream, ``synthetic:live``) is read continuously, keeping only the newest
+  frame (OpenCV's buffer is drained, so a slow consumer never gets stale frames and never blocks the camera);
+- a source that can wait (video file, image folder, ``synthetic``) is read on demand: the next frame is
+  decoded only once the previous one was taken (one frame prefetched), and not before its pacing interval, so
+  nothing is decoded that no consumer takes and a slow consumer slows the playback instead of skipping;
 - treats a failed read, or no frame for ``stall_timeout`` seconds (the watchdog: OpenCV's read can block
   forever), as an outage: logged, counted, reported to ``on_event``, and reconnected with exponential
   backoff. A reader stuck inside OpenCV is abandoned (it exits when its call returns), never waited for.
@@ -87,6 +90,9 @@ class Grabber(ABC):
     description: str
     frame_interval: float | None = None
     """Seconds between frames for sources that are not real time (None: reads block at the source's pace)."""
+    live: bool = True
+    """A real-time source (camera, stream): read continuously, newest frame kept. False: a source that can wait
+    (file, folder, synthetic), read on demand — the next frame only after the previous one was taken."""
 
     @abstractmethod
     def open(self) -> Stream:
@@ -134,6 +140,7 @@ class VideoCaptureGrabber(Grabber):
         self.read_timeout = read_timeout
         self.width, self.height, self.fps = width, height, fps
         self.description = f"camera {target}" if kind == "camera" else redact_url(str(target))
+        self.live = kind != "file"
 
     def _params(self) -> list[int]:
         return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
@@ -250,6 +257,7 @@ class ImageFolderGrabber(Grabber):
             raise SourceOpenError(f"image folder {folder}: slideshow fps {fps!r} must be > 0")
         self.folder = Path(folder)
         self.description = f"image folder {self.folder}"
+        self.live = False
         self.frame_interval = 1.0 / fps
         self.files: list[Path] = []
         self.position = 0
@@ -282,14 +290,19 @@ class _SyntheticStream:
 
 
 class SyntheticGrabber(Grabber):
-    """Generated frames (a moving scene with a frame counter): no camera, no files."""
+    """Generated frames (a moving scene with a frame counter): no camera, no files.
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    Read on demand like a file, unless ``live`` (spec ``synthetic:live``): then it behaves as a camera at
+    ``fps`` (read continuously, newest frame kept, frames nobody took are skipped).
+    """
+
+    def __init__(self, width: int, height: int, fps: float, live: bool = False) -> None:
         if not fps > 0:
             raise SourceOpenError(f"synthetic source: fps {fps!r} must be > 0")
         self.width, self.height = width, height
         self.frame_interval = 1.0 / fps
-        self.description = "synthetic"
+        self.live = live
+        self.description = "synthetic (live)" if live else "synthetic"
         self.count = 0
 
     def open(self) -> Stream:
@@ -343,6 +356,8 @@ class FrameSource:
         self._stop = threading.Event()
         self._generation = 0
         self._last_frame_mono = 0.0
+        self._taken = 0  # index of the newest frame a consumer took (next_frame)
+        self._idle = False  # an on-demand reader waiting for its frame to be taken (not a stall)
         self._threads: list[threading.Thread] = []
         self._started = False
 
@@ -392,6 +407,9 @@ class FrameSource:
                 lambda: self._stop.is_set() or (self._latest is not None and self._latest.index > after), timeout
             )
             if self._latest is not None and self._latest.index > after:
+                if self._latest.index > self._taken:
+                    self._taken = self._latest.index
+                    self._cond.notify_all()  # an on-demand reader may read the next one
                 return self._latest
             return None
 
@@ -418,9 +436,26 @@ class FrameSource:
     def _current(self, gen: int) -> bool:
         return not self._stop.is_set() and gen == self._generation
 
+    def _wait_until_taken(self, gen: int) -> bool:
+        """On-demand reading: wait until the newest frame was taken; False when this reader should end."""
+        with self._cond:
+            if self._latest is None or self._taken >= self._latest.index:
+                return self._current(gen)
+            self._idle = True
+            try:
+                self._cond.wait_for(lambda: not self._current(gen) or self._latest is None
+                                    or self._taken >= self._latest.index)
+            finally:
+                self._idle = False
+                self._last_frame_mono = time.monotonic()  # the stall watchdog counts from here
+            return self._current(gen)
+
     def _read_loop(self, gen: int, stream: Stream | None) -> None:
         next_due = time.monotonic()
+        on_demand = not self.grabber.live
         while self._current(gen):
+            if on_demand and not self._wait_until_taken(gen):
+                break
             if stream is None:
                 stream = self._reconnect(gen)
                 if stream is None:
@@ -512,7 +547,8 @@ class FrameSource:
         limit = max(self.stall_timeout, 3 * interval)
         while not self._stop.wait(min(1.0, limit / 4)):
             with self._cond:
-                stalled = self._stats.connected and time.monotonic() - self._last_frame_mono > limit
+                stalled = (self._stats.connected and not self._idle
+                           and time.monotonic() - self._last_frame_mono > limit)
                 gen = self._generation
             if not stalled:
                 continue
@@ -521,6 +557,7 @@ class FrameSource:
                 if gen != self._generation:
                     continue
                 self._generation += 1
+                self._cond.notify_all()
             self._spawn_reader(None)
 
     def _emit(self, kind: str, detail: str) -> None:
@@ -546,8 +583,9 @@ def make_grabber(
 ) -> Grabber:
     """The grabber for a source spec; SourceOpenError when the spec names nothing usable.
 
-    ``spec``: ``synthetic``; a camera index (``0``) or device (``/dev/video0``); an ``rtsp://``,
-    ``rtsps://``, ``rtmp://``, ``http(s)://`` URL; a video file; a folder of images.
+    ``spec``: ``synthetic`` (``synthetic:live``: as a camera); a camera index (``0``) or device
+    (``/dev/video0``); an ``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://`` URL; a video file; a folder
+    of images.
     ``source_fps`` paces files, folders and the synthetic scene (default: the file's own rate, else ``fps``).
     """
     timeouts = {"open_timeout": open_timeout, "read_timeout": read_timeout}
@@ -558,7 +596,7 @@ def make_grabber(
         raise SourceOpenError("source is empty: expected a camera index, /dev/video path, stream URL, "
                               "video file, image folder or 'synthetic'")
     if text == "synthetic" or text.startswith("synthetic:"):
-        return SyntheticGrabber(width, height, source_fps or fps)
+        return SyntheticGrabber(width, height, source_fps or fps, live=text == "synthetic:live")
     if text.startswith("/dev/video"):
         return VideoCaptureGrabber(text, kind="camera", width=width, height=height, fps=fps, **timeouts)
     scheme = urlsplit(text).scheme.lower()
