@@ -2,7 +2,10 @@
 build/deploy (`make build`) with greenlens.Capture's source = the sample clip and greenlens.Inference's
 threads set as the monolith's, results read by a `ggsim pubsub sub --json greenlens/results` process.
 
-Per case (unpaced: Capture's fps and sourceFps 1000; paced: 30) after a warm-up, for a fixed window:
+Capture's flow control is on as by default (maxFramesInFlight 2: frame n+2 waits for the result of frame n,
+or 1 s): the clip, a file, is read on demand, so Capture decodes the frames Inference takes (plus one).
+Per case (unpaced: Capture's fps and sourceFps 1000, above the ~470 frames/s the clip can be decoded at on
+this machine, so the source itself is not rate-limited; paced: 30) after a warm-up, for a fixed window:
 results per second; capture-to-result latency p50/p99 both as the observer sees it (receipt − captured_at)
 and as greenlens.Inference reports it (timings_ms.capture_to_result); every stage of timings_ms; frames
 captured, inferred, skipped, overwritten and dropped (from the results' seq and counters); the publisher's
@@ -34,8 +37,10 @@ SECONDS = 20.0
 THREADS = 1
 PACED_FPS = 30.0
 UNPACED_FPS = 1000.0
+MAX_IN_FLIGHT = 2
 MATCHED_FPS = 60.0
 STAGES = ("delivery", "queue", "read", "preprocess", "inference", "postprocess", "total", "capture_to_result")
+COMPONENT_NAMES = ("greenlens.Capture", "greenlens.Inference", "greenlens.StreamPublisher")
 COMPONENT_MODULES = {"capture": "greenlens_capture", "inference": "greenlens_inference",
                      "publisher": "greenlens_publisher"}
 
@@ -144,7 +149,8 @@ class Graph:
         found = versions()
         config = {
             "greenlens.Capture": {"MERGE": {"source": str(sample_clip()), "fps": fps, "sourceFps": fps,
-                                            "cameraId": "bench", "ringName": self.ring}},
+                                            "cameraId": "bench", "ringName": self.ring,
+                                            "maxFramesInFlight": MAX_IN_FLIGHT, "inFlightTimeoutSeconds": 1}},
             "greenlens.Inference": {"MERGE": {"threads": self.threads}},
             "greenlens.StreamPublisher": {"MERGE": {"port": self.port}},
         }
@@ -155,6 +161,10 @@ class Graph:
             args += ["-m", r]
         self.ggsim(*args, "-c", json.dumps(config), "--wait", "--timeout", "900", timeout=960)
         if self.observer is None:
+            # `ggsim up` started the components of the last run from ROOT before this deployment copied the
+            # new build's artifacts over them (same versions: nothing is reinstalled or restarted), so the first
+            # case would measure the previous build's code: restart them once on the artifacts just deployed.
+            self.ggsim("component", "restart", "-n", ",".join(COMPONENT_NAMES))
             self.observer = Observer(self.root, "greenlens/results")
         if not self.observer.wait_result(120):
             raise RuntimeError(f"no result on greenlens/results within 120 s (see `ggsim --root {self.root} logs`)")
