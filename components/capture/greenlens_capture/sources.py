@@ -24,7 +24,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -409,6 +409,10 @@ class FrameSource:
             if self._latest is not None and self._latest.index > after:
                 if self._latest.index > self._taken:
                     self._taken = self._latest.index
+                    if not self.grabber.live:
+                        # A file, folder or synthetic frame read ahead enters the pipeline now: that is its
+                        # capture instant (a live frame keeps the time it was grabbed).
+                        self._latest = replace(self._latest, captured_at=time.time())
                     self._cond.notify_all()  # an on-demand reader may read the next one
                 return self._latest
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -34,9 +35,14 @@ def ipc_available() -> bool:
 class Ipc:
     """One connection to the nucleus. Create it with :meth:`connect`."""
 
+    #: Publishes sent by publish_json_nowait and not yet answered, at most.
+    MAX_UNANSWERED = 16
+
     def __init__(self, client: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._client = client
         self.timeout = timeout
+        self._unanswered = threading.BoundedSemaphore(self.MAX_UNANSWERED)
+        self._nowait_error: IpcError | None = None
 
     @classmethod
     def connect(
@@ -79,6 +85,34 @@ class Ipc:
             topic=topic, publish_message=model.PublishMessage(json_message=model.JsonMessage(message=dict(message)))
         )
         self._wait(f"PublishToTopic {topic}", fut, timeout)
+
+    def publish_json_nowait(self, topic: str, message: Mapping[str, Any]) -> None:
+        """PublishToTopic without waiting for the answer, for a hot loop: at most MAX_UNANSWERED in flight
+        (then it waits, up to the timeout, for one to be answered). Messages still go out in order on the
+        one connection. A failed publish is raised as IpcError by the next call, naming the operation."""
+        from awsiot.greengrasscoreipc import model
+
+        if self._nowait_error is not None:
+            raise self._nowait_error
+        if not self._unanswered.acquire(timeout=self.timeout):
+            raise IpcError(f"IPC PublishToTopic {topic}: {self.MAX_UNANSWERED} publishes unanswered for "
+                           f"{self.timeout:g} s")
+        try:
+            fut = self._client.publish_to_topic_async(
+                topic=topic,
+                publish_message=model.PublishMessage(json_message=model.JsonMessage(message=dict(message))))
+        except Exception:
+            self._unanswered.release()
+            raise
+
+        def answered(done: concurrent.futures.Future[Any]) -> None:
+            self._unanswered.release()
+            exc = done.exception()
+            if exc is not None and self._nowait_error is None:
+                msg = getattr(exc, "message", None) or str(exc)
+                self._nowait_error = IpcError(f"IPC PublishToTopic {topic} failed: {type(exc).__name__}: {msg}")
+
+        fut.add_done_callback(answered)
 
     def publish_to_iot_core(self, topic: str, payload: bytes, qos: int = 0, timeout: float | None = None) -> None:
         """PublishToIoTCore (the nucleus's MQTT connection); ``qos`` 0 (at most once) or 1 (at least once)."""

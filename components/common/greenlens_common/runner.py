@@ -158,6 +158,11 @@ class Runner(Generic[C]):
         assert self.ipc is not None
         self.ipc.publish_json(topic, message, timeout=self.args.ipc_timeout)
 
+    def publish_ipc_nowait(self, topic: str, message: dict[str, Any]) -> None:
+        """publish_ipc for a per-frame loop: does not wait for the nucleus's answer (failures surface later)."""
+        assert self.ipc is not None
+        self.ipc.publish_json_nowait(topic, message)
+
     # -- the connection
 
     def connect(self) -> bool:

@@ -113,7 +113,7 @@ class _Runner(ThreadRunner[InferenceConfig]):
         assert self.ipc is not None
         ipc = self.ipc
         ipc.subscribe_to_configuration_update(self.request_reload)
-        component = InferenceComponent(self.publish_ipc, ring_dir=self.args.ring_dir, on_fatal=self.on_fatal)
+        component = InferenceComponent(self.publish_ipc_nowait, ring_dir=self.args.ring_dir, on_fatal=self.on_fatal)
         subscription: Subscription | None = None
         subscribed_topic: str | None = None
         healthy = False
