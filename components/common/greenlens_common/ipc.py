@@ -79,28 +79,26 @@ class Ipc:
 
     def publish_json(self, topic: str, message: Mapping[str, Any], timeout: float | None = None) -> None:
         """PublishToTopic with a JSON message."""
+        self._wait(f"PublishToTopic {topic}", self._publish_json_async(topic, message), timeout)
+
+    def _publish_json_async(self, topic: str, message: Mapping[str, Any]) -> concurrent.futures.Future[Any]:
         from awsiot.greengrasscoreipc import model
 
-        fut = self._client.publish_to_topic_async(
+        return self._client.publish_to_topic_async(
             topic=topic, publish_message=model.PublishMessage(json_message=model.JsonMessage(message=dict(message)))
         )
-        self._wait(f"PublishToTopic {topic}", fut, timeout)
 
     def publish_json_nowait(self, topic: str, message: Mapping[str, Any]) -> None:
         """PublishToTopic without waiting for the answer, for a hot loop: at most MAX_UNANSWERED in flight
         (then it waits, up to the timeout, for one to be answered). Messages still go out in order on the
         one connection. A failed publish is raised as IpcError by the next call, naming the operation."""
-        from awsiot.greengrasscoreipc import model
-
         if self._nowait_error is not None:
             raise self._nowait_error
         if not self._unanswered.acquire(timeout=self.timeout):
             raise IpcError(f"IPC PublishToTopic {topic}: {self.MAX_UNANSWERED} publishes unanswered for "
                            f"{self.timeout:g} s")
         try:
-            fut = self._client.publish_to_topic_async(
-                topic=topic,
-                publish_message=model.PublishMessage(json_message=model.JsonMessage(message=dict(message))))
+            fut = self._publish_json_async(topic, message)
         except Exception:
             self._unanswered.release()
             raise

@@ -173,7 +173,7 @@ class Authorizer:
 
     def _refresh(self) -> None:
         current = self._revision() if self._revision else None
-        if current is not None and current == self._seen_revision and self._index is not None:
+        if current is not None and current == self._seen_revision:
             return
         self._seen_revision = current
         self._index = {}
