@@ -190,7 +190,7 @@ def test_hot_dogs_from_the_ring_are_hot_dogs_and_configuration_updates_change_th
                                    "sha256": json.loads((HOTDOG_BUNDLE / "model.json").read_text())["sha256"]}
         assert result["source"] == "test-cam" and result["skipped"] == 0 and result["overwritten"] == 0
         timings = result["timings_ms"]
-        for stage in ("queue", "read", "preprocess", "inference", "postprocess", "total", "capture_to_result"):
+        for stage in ("queue", "read", "preprocess", "wait", "inference", "postprocess", "total", "capture_to_result"):
             assert stage in timings and timings[stage] >= 0, stage
         assert timings["inference"] > 0 and timings["capture_to_result"] >= timings["total"]
 
@@ -379,6 +379,53 @@ def test_a_descriptor_whose_ring_slot_was_reused_is_counted_as_overwritten(tmp_p
         finally:
             component.close()
     assert result["overwritten"] == 1 and result["verdict"]["present"] is True
+
+
+def test_under_load_the_next_frame_is_prepared_on_another_thread_while_the_model_runs(tmp_path: Path) -> None:
+    """The two-stage pipeline: with frames always waiting, preparing frame n+1 overlaps running frame n, and
+    each result is still of its own frame."""
+    published: Collector = Collector()
+    component = InferenceComponent(lambda topic, msg: published(msg, topic), ring_dir=tmp_path)
+    component.configure(InferenceConfig(model_dir=str(HOTDOG_BUNDLE)))
+    engine = component.engine
+    assert engine is not None
+    spans: dict[str, list[tuple[float, float, str]]] = {"prepare": [], "run": []}
+
+    def timed(stage: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def call(arg: Any) -> Any:
+            t0 = time.monotonic()
+            try:
+                return fn(arg)
+            finally:
+                spans[stage].append((t0, time.monotonic(), threading.current_thread().name))
+        return call
+
+    engine.prepare = timed("prepare", engine.prepare)  # type: ignore[method-assign]
+    engine.run = timed("run", engine.run)  # type: ignore[method-assign]
+    frames = [photo("hotdog", CLEAR_HOTDOGS[0]), photo("not_hotdog", CLEAR_NEGATIVES[0])]
+    height, width = frames[0].shape[:2]
+    with RingWriter("load", width=width, height=height, slot_count=8, directory=tmp_path) as ring:
+        component.start()
+        try:
+            for n in range(60):
+                image = cv2.resize(frames[n % 2], (width, height))
+                slot, slot_seq = ring.write(image)
+                component.offer(messages.frame_message(source="cam", seq=n + 1, captured_at=time.time(),
+                                                       width=width, height=height, dropped=0,
+                                                       ring=(ring.name, slot, slot_seq)))
+                time.sleep(0.003)  # frames come faster than the model: one is always waiting
+            assert component.wait_idle(30)
+        finally:
+            component.close()
+    results = [m for m in published.messages if m.get("schema", "").startswith("greenlens.result/")]
+    assert len(results) >= 5
+    assert [m["verdict"]["present"] for m in results] == [m["seq"] % 2 == 1 for m in results], \
+        "each result is of its own frame"
+    assert {name for *_, name in spans["prepare"]} == {"inference-prepare"}
+    assert {name for *_, name in spans["run"]} == {"inference-run"}
+    overlapping = [1 for r0, r1, _ in spans["run"] for p0, p1, _ in spans["prepare"] if p0 < r1 and p1 > r0]
+    assert len(overlapping) >= len(spans["run"]) // 2, "frames are prepared while the model runs"
+    assert all(m["timings_ms"]["wait"] >= 0 for m in results)
 
 
 # ------------------------------------------------------------------------------------------ configuration

@@ -365,3 +365,14 @@ def test_model_json_that_is_not_json_is_refused(bundle_copy: Path) -> None:
     (bundle_copy / "model.json").write_text("{name: efficientnet")
     with pytest.raises(BundleError, match=r"model\.json: not valid JSON"):
         load_bundle(bundle_copy)
+
+
+def test_prepare_then_run_is_infer_and_a_frame_prepared_for_another_model_is_refused(
+        hotdog_engine: Engine, face_engine: Engine) -> None:
+    frame = photo("hotdog", CLEAR_HOTDOGS[0])
+    prepared = hotdog_engine.prepare(frame)
+    assert prepared.tensor.shape == (1, 224, 224, 3) and prepared.preprocess_ms > 0
+    two_steps, one_call = hotdog_engine.run(prepared), hotdog_engine.infer(frame)
+    assert two_steps["verdict"] == one_call["verdict"] and two_steps["top_k"] == one_call["top_k"]
+    with pytest.raises(ValueError, match="prepared for model efficientnet-lite0 1.0.0, not for face-detection"):
+        face_engine.run(prepared)

@@ -2,17 +2,20 @@
 
     engine = Engine(load_bundle("bundles/efficientnet-lite0"), threads=2)
     result = engine.infer(frame_bgr)   # {"verdict", "top_k", "detections", "timings_ms"}
+    prepared = engine.prepare(frame_bgr); result = engine.run(prepared)   # the same, in two steps
     engine.set_threshold(0.2); engine.set_rule("threshold"); engine.set_threads(1)
     engine.set_label_of_interest("cheeseburger")   # None: model.json's label of interest again
 
 Threads, threshold, rule and the label of interest can change while another thread calls infer(); a call sees either the old
-or the new setting, never half of each.
+or the new setting, never half of each. prepare() (the frame → the input tensor) touches no interpreter state, so one
+thread can prepare the next frame while another runs the model on this one.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,17 @@ def _check_threads(threads: Any) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads is {threads!r}; expected a whole number of CPU threads, 1 or more")
     return threads
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame made into the model's input tensor by :meth:`Engine.prepare`, ready for :meth:`Engine.run`."""
+
+    bundle: Bundle
+    """The bundle whose input spec made the tensor (run() refuses a tensor made for another bundle)."""
+    tensor: np.ndarray
+    region: Crop
+    preprocess_ms: float
 
 
 class Engine:
@@ -141,29 +155,40 @@ class Engine:
         self._output_indices = indices
         return interpreter
 
-    def infer(self, frame_bgr: np.ndarray) -> dict[str, Any]:
-        """Run the model on one BGR frame; see the module docstring for the result's keys."""
+    def prepare(self, frame_bgr: np.ndarray) -> Prepared:
+        """The model's input tensor for one BGR frame (thread-safe; no interpreter involved)."""
         t0 = time.perf_counter()
         tensor, region = preprocess(frame_bgr, self.bundle.input)
+        return Prepared(self.bundle, tensor, region, round((time.perf_counter() - t0) * 1000, 3))
+
+    def run(self, prepared: Prepared) -> dict[str, Any]:
+        """Run the model on a prepared frame; see the module docstring for the result's keys."""
+        if prepared.bundle is not self.bundle:
+            raise ValueError(f"the frame was prepared for model {prepared.bundle.name} {prepared.bundle.version}, "
+                             f"not for {self.bundle.name} {self.bundle.version}: prepare it again")
         with self._lock:
             t1 = time.perf_counter()
             interpreter = self._interpreter
-            interpreter.set_tensor(self._input_index, tensor)
+            interpreter.set_tensor(self._input_index, prepared.tensor)
             interpreter.invoke()
             outputs = [interpreter.get_tensor(i).copy() for i in self._output_indices]
             rule, threshold, loi = self._rule, self._threshold, self._loi
         t2 = time.perf_counter()
         if self._detector:
-            result = self._detections(outputs[0], outputs[1], region, rule, threshold, loi)
+            result = self._detections(outputs[0], outputs[1], prepared.region, rule, threshold, loi)
         else:
             result = self._classification(outputs[0], rule, threshold, loi)
         t3 = time.perf_counter()
         result["timings_ms"] = {
-            "preprocess": round((t1 - t0) * 1000, 3),
+            "preprocess": prepared.preprocess_ms,
             "inference": round((t2 - t1) * 1000, 3),
             "postprocess": round((t3 - t2) * 1000, 3),
         }
         return result
+
+    def infer(self, frame_bgr: np.ndarray) -> dict[str, Any]:
+        """Run the model on one BGR frame: :meth:`run` of :meth:`prepare`."""
+        return self.run(self.prepare(frame_bgr))
 
     def _classification(
         self, output: np.ndarray, rule: str, threshold: float, loi: tuple[str, int]

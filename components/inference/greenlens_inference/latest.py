@@ -38,7 +38,8 @@ class LatestFrame:
         self._cond = threading.Condition()
         self._pending: Pending | None = None
         self._newest: Pending | None = None
-        self._busy = False
+        self._busy = 0
+        """Descriptors taken and not yet done (the worker stages may hold more than one)."""
         self._closed = False
         self.offered = 0
         self.skipped = 0
@@ -67,24 +68,25 @@ class LatestFrame:
                 and item.received_mono - newest.received_mono < REORDER_WINDOW_S)
 
     def take(self, timeout: float) -> Pending | None:
-        """The newest descriptor (the worker is busy with it until :meth:`done`), or None after ``timeout``."""
+        """The newest descriptor (busy with it until :meth:`done` is called for it), or None after ``timeout``."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._pending is not None or self._closed, timeout):
                 return None
             item, self._pending = self._pending, None
-            self._busy = item is not None
+            if item is not None:
+                self._busy += 1
             return item
 
     def done(self) -> None:
-        """The worker finished the descriptor it took."""
+        """A descriptor taken before is finished with (a result sent, or given up)."""
         with self._cond:
-            self._busy = False
+            self._busy = max(0, self._busy - 1)
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending and the worker is not busy; False after ``timeout``."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+            return self._cond.wait_for(lambda: self._pending is None and self._busy == 0, timeout)
 
     def close(self) -> None:
         """Wake a worker waiting in :meth:`take` (it gets None from then on)."""
