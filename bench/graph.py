@@ -1,6 +1,7 @@
 """GreenLens on ggsim, measured from the outside: `ggsim up` in its own process, greenlens.App deployed from
 build/deploy (`make build`) with greenlens.Capture's source = the sample clip and greenlens.Inference's
-threads set as the monolith's, results read by a `ggsim pubsub sub --json greenlens/results` process.
+threads set as the monolith's, results read by a subscriber process (bench/observer.py) that stamps each
+result in its IPC callback, as a consumer of greenlens/results would get it.
 
 Capture's flow control is on as by default (maxFramesInFlight 2: frame n+2 waits for the result of frame n,
 or 1 s): the clip, a file, is read on demand, so Capture decodes the frames Inference takes (plus one).
@@ -28,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .common import REPO, ProcSampler, cmdline, descendants, load, sample_clip, stats_ms
+from .common import REPO, ProcSampler, cmdline, components_env, descendants, load, sample_clip, stats_ms
 
 DEPLOY = REPO / "build" / "deploy"
 ROOT = REPO / "build" / "bench" / "ggsim-root"  # kept between runs: the components' venvs are built once
@@ -39,7 +40,7 @@ PACED_FPS = 30.0
 UNPACED_FPS = 1000.0
 MAX_IN_FLIGHT = 2
 MATCHED_FPS = 60.0
-STAGES = ("delivery", "queue", "read", "preprocess", "inference", "postprocess", "total", "capture_to_result")
+STAGES = ("delivery", "queue", "read", "preprocess", "wait", "inference", "postprocess", "total", "capture_to_result")
 COMPONENT_NAMES = ("greenlens.Capture", "greenlens.Inference", "greenlens.StreamPublisher")
 COMPONENT_MODULES = {"capture": "greenlens_capture", "inference": "greenlens_inference",
                      "publisher": "greenlens_publisher"}
@@ -70,22 +71,22 @@ def versions() -> dict[str, str]:
 
 
 class Observer:
-    """`ggsim pubsub sub --json TOPIC`; each line is timestamped (time.time()) as it arrives."""
+    """bench/observer.py on TOPIC: each result with the time its IPC callback got it (time.time())."""
 
     def __init__(self, root: Path, topic: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "ggsim.cli", "--root", str(root), "--json", "pubsub",
-                                      "sub", topic], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=env(), bufsize=1)
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.observer", str(root), topic],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**env(), **components_env()}, bufsize=1)
         self.records: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            now = time.time()
             try:
-                self.records.put((now, json.loads(line).get("json") or {}))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+                self.records.put((float(record["received_at"]), record.get("json") or {}))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
         self.records.put(None)
 
@@ -177,7 +178,7 @@ class Graph:
                 if module in args and "-m" in args:
                     out[name] = pid
         if self.observer is not None:
-            out["observer (ggsim pubsub sub)"] = self.observer.proc.pid
+            out["observer"] = self.observer.proc.pid
         return out
 
     def status(self) -> dict[str, Any] | None:
