@@ -49,7 +49,9 @@ class Agent:
     @property
     def v2(self) -> GreengrassCoreIPCClientV2:
         if self._v2 is None:
-            self._v2 = GreengrassCoreIPCClientV2()
+            # Stream events are queued from the client's own thread, in the order they arrive (the default
+            # thread pool could reorder them, and tests check the order the nucleus keeps).
+            self._v2 = GreengrassCoreIPCClientV2(executor=None)
         return self._v2
 
     @property

@@ -2,7 +2,11 @@
 
 The V2 client's synchronous calls wait forever for an answer (design §9); every call here uses the
 ``*_async`` form and waits on its future with a timeout, raising IpcError that names the operation.
-Stream callbacks run on the V2 client's executor threads.
+
+Stream callbacks (subscriptions, configuration updates) run on the client's own networking thread, in the
+order the nucleus sent the events, not on a thread pool: that saves a thread hand-off per message and keeps
+order. A callback must therefore only hand its work off (a mailbox, a queue, an event, call_soon_threadsafe)
+and never block or make an IPC call and wait for it: that would stall the connection.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class Ipc:
             raise IpcError(f"IPC connect: no answer from the nucleus at {socket_path} within {timeout:g} s") from None
         except Exception as exc:
             raise IpcError(f"IPC connect to {socket_path} failed: {type(exc).__name__}: {exc}") from exc
-        return cls(GreengrassCoreIPCClientV2(client=raw), timeout)
+        return cls(GreengrassCoreIPCClientV2(client=raw, executor=None), timeout)
 
     def _wait(self, operation: str, future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
         t = self.timeout if timeout is None else timeout
