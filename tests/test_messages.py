@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import pytest
 from greenlens_common import messages
 from greenlens_common.messages import MessageError, UnsupportedSchemaError, validate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 CONTRACTS = Path(__file__).parent / "contracts"
 RECORDED = sorted(CONTRACTS.glob("*.json"))
@@ -119,3 +122,49 @@ def test_builders_produce_valid_messages() -> None:
     assert validate(event) == messages.EVENT
     for msg in (ring, inline, result, event):
         assert len(json.dumps(msg)) < 10_000  # nucleus lite's IPC frame cap
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path into a JSON value (dict keys and list indices)."""
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0, 1.0, 2.0, -1.0, 0.5, 1.5]) | st.text(max_size=70)
+    | st.sampled_from(["", "bgr24", "greenlens.frame/1", "greenlens.result/1.3", "a/b", "0" * 64, "face"]),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_the_fast_validator_and_jsonschema_agree_on_every_mutation_of_a_recorded_message(data: Any) -> None:
+    """validate() accepts through a compiled validator and explains refusals through jsonschema: both must
+    draw the line in the same place, or a bad message would pass (or a good one fail) on the hot path."""
+    msg = copy.deepcopy(_load(data.draw(st.sampled_from(RECORDED))))
+    name = messages.schema_of(msg)[0]
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(msg) if p != ("schema",)]
+        path = data.draw(st.sampled_from(paths))
+        parent = msg
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(_JSON_VALUES)
+    fast_ok = True
+    try:
+        messages._FAST[name](copy.deepcopy(msg))
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    assert fast_ok == messages._VALIDATORS[name].is_valid(msg), msg

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 
 FRAME = "greenlens.frame"
@@ -132,6 +133,12 @@ EVENT_SCHEMA: dict[str, Any] = {
 
 SCHEMAS: dict[str, dict[str, Any]] = {FRAME: FRAME_SCHEMA, RESULT: RESULT_SCHEMA, EVENT: EVENT_SCHEMA}
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
+# Every frame and result is checked on the hot path: a compiled validator (about 6 µs a message instead of
+# 75) says whether a message is valid; only a message it refuses goes through jsonschema, for the error that
+# names the field. The schemas use no keyword whose meaning differs between draft 7 (fastjsonschema) and
+# 2020-12 (tests/test_messages.py checks that both agree on generated messages).
+_FAST = {name: fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
+         for name, schema in SCHEMAS.items()}
 
 
 class MessageError(ValueError):
@@ -172,12 +179,17 @@ def validate(msg: Mapping[str, Any], expect: str | None = None) -> str:
             f"schema {msg['schema']!r} has major version {major}; this component reads {name}/{MAJOR} only "
             f"(update the component to read {name}/{major})"
         )
+    try:
+        _FAST[name](msg)
+        return name
+    except fastjsonschema.JsonSchemaException as exc:
+        fast_error = str(exc)
     errors = sorted(_VALIDATORS[name].iter_errors(msg), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(message)"
-        raise MessageError(f"{name}/{MAJOR} message: field {where}: {err.message}")
-    return name
+    if not errors:
+        raise MessageError(f"{name}/{MAJOR} message: {fast_error}")
+    err = errors[0]
+    where = "/".join(str(p) for p in err.absolute_path) or "(message)"
+    raise MessageError(f"{name}/{MAJOR} message: field {where}: {err.message}")
 
 
 def frame_message(
