@@ -1,10 +1,12 @@
 """The inference loop: the newest frame descriptor in, its pixels from the ring, the engine, a result out.
 
-Two threads form a pipeline: "inference-prepare" takes the newest descriptor, reads its pixels and makes the
-input tensor; "inference-run" runs the model and publishes the result. The prepare stage starts on the next
-frame just in time for the interpreter to be free (by the measured durations of both stages), so while the
-model runs on frame n the next frame is prepared on the other core, and the frame it takes is as fresh as it
-can be. At a camera's pace (the model faster than the frames) the stages take turns and add nothing.
+Two worker threads pipeline the frames. A worker takes the newest descriptor, makes the input tensor from
+its pixels (viewed in the ring, not copied), runs the interpreter (one frame at a time), turns the outputs
+into the result and publishes it (in frame order). The other worker takes the next frame just in time for
+the interpreter to be free (by the measured durations of preparing and running), so while the model runs on
+frame n, frame n+1 is prepared and frame n-1 finished on other cores, and the frame taken is as fresh as it
+can be. At a camera's pace (the model faster than the frames) one worker does a whole frame, with no hand-off
+between threads.
 
 It knows nothing of IPC: descriptors come in through :meth:`InferenceComponent.offer` (from any thread)
 and results go out through a ``publish(topic, message)`` callable, so it runs the same under a nucleus and
@@ -27,8 +29,8 @@ from greenlens_common import messages
 
 from .bundle import MANIFEST, BundleError, load_bundle, read_manifest
 from .config import ConfigError, InferenceConfig
-from .engine import Engine, Prepared, label_index
-from .frames import FrameReader, FrameReadError
+from .engine import Engine, Invoked, Prepared, label_index
+from .frames import FrameReader, FrameReadError, FrameView
 from .latest import LatestFrame, Pending
 from .message import build_result_message
 
@@ -37,6 +39,8 @@ log = logging.getLogger("greenlens.inference")
 COMPONENT = "greenlens.Inference"
 Publish = Callable[[str, dict[str, Any]], None]
 STATS_INTERVAL_S = 60.0
+WORKERS = 2
+"""Worker threads: one can prepare the next frame while another's frame is in the interpreter."""
 LEAD_MARGIN_S = 0.0005
 """The prepare stage starts this much earlier than its estimate says it must (scheduling slack)."""
 EWMA_WEIGHT = 0.2
@@ -103,7 +107,6 @@ class _Ready:
     """A frame prepared by the prepare stage, waiting for the run stage."""
 
     item: Pending
-    image: np.ndarray
     prepared: Prepared
     taken: float
     """When the descriptor was taken from the mailbox (monotonic)."""
@@ -135,6 +138,12 @@ class InferenceComponent:
         self._run_started: float | None = None
         self._est_prepare = 0.0
         self._est_run = 0.0
+        self._preparing = False
+        """A worker holds the turn to take and prepare the next frame."""
+        self._tickets = 0
+        self._published = 0
+        """Frames are numbered as they enter the interpreter; results go out in that order."""
+        self._last_report = time.monotonic()
 
     # -- configuration
 
@@ -215,8 +224,8 @@ class InferenceComponent:
     def start(self) -> None:
         if not self._workers:
             self._stop.clear()
-            self._workers = [threading.Thread(target=target, name=name, daemon=True) for target, name in
-                             ((self._prepare_loop, "inference-prepare"), (self._run_loop, "inference-run"))]
+            self._workers = [threading.Thread(target=self._work, name=f"inference-worker-{i}", daemon=True)
+                             for i in range(WORKERS)]
             for t in self._workers:
                 t.start()
 
@@ -234,122 +243,138 @@ class InferenceComponent:
         self._workers = []
         self.frames.close()
 
-    # -- stage 1: the newest frame → its input tensor
+    # -- the workers
 
-    def _prepare_loop(self) -> None:
+    def _work(self) -> None:
         while not self._stop.is_set():
-            if not self._wait_for_turn():
+            if not self._take_turn():
                 continue
             item = self.latest.take(timeout=1.0)
             if item is None:
+                self._give_up_turn()
                 continue
-            ready = None
             try:
-                ready = self._prepare(item)
+                self._process(item)
             finally:
-                if ready is None:
-                    self.latest.done()
-            if ready is not None:
-                with self._pipe:
-                    self._ready = ready
-                    self._est_prepare += EWMA_WEIGHT * ((ready.ready_at - ready.taken) - self._est_prepare)
-                    self._pipe.notify_all()
+                self.latest.done()
+            with self._pipe:
+                now = time.monotonic()
+                report, self._last_report = now - self._last_report >= STATS_INTERVAL_S, now
+            if report:
+                self.log_stats()
 
-    def _wait_for_turn(self) -> bool:
-        """Wait (≤ 1 s) until the next frame should be prepared: nothing prepared is waiting, and the
-        interpreter is free or will be by the time a frame is prepared. False: not yet (or stopping)."""
+    def _take_turn(self) -> bool:
+        """Wait (≤ 1 s) for this worker's turn to take the next frame: no other worker holds the turn, and
+        the interpreter is free or will be by the time a frame is prepared. False: not yet (or stopping)."""
         with self._pipe:
             if self._stop.is_set():
                 return False
-            if self._ready is None:
-                started = self._run_started
-                if started is None:
-                    return True
-                due = started + self._est_run - self._est_prepare - LEAD_MARGIN_S - time.monotonic()
-                if due <= 0:
-                    return True
+            if self._preparing:
+                self._pipe.wait(1.0)
+                return False
+            started = self._run_started
+            due = 0.0 if started is None else (
+                started + self._est_run - self._est_prepare - LEAD_MARGIN_S - time.monotonic())
+            if due > 0:
                 self._pipe.wait(min(due, 1.0))
                 return False
-            self._pipe.wait(1.0)
-            return False
+            self._preparing = True
+            return True
+
+    def _give_up_turn(self) -> None:
+        with self._pipe:
+            self._preparing = False
+            self._pipe.notify_all()
+
+    def _process(self, item: Pending) -> None:
+        """One frame: prepare it, run the model when the interpreter is free, publish in frame order."""
+        ready = self._prepare(item)
+        if ready is None:
+            self._give_up_turn()
+            return
+        with self._pipe:
+            self._pipe.wait_for(lambda: self._run_started is None or self._stop.is_set())
+            self._preparing = False  # the next frame's turn opens while this one runs
+            started = self._run_started = time.monotonic()
+            ticket, self._tickets = self._tickets, self._tickets + 1
+            self._est_prepare += EWMA_WEIGHT * ((ready.ready_at - ready.taken) - self._est_prepare)
+            self._pipe.notify_all()
+        try:
+            invoked = self._invoke(ready)
+        finally:
+            with self._pipe:
+                self._est_run += EWMA_WEIGHT * ((time.monotonic() - started) - self._est_run)
+                self._run_started = None
+                self._pipe.notify_all()
+        try:
+            message = None if invoked is None else self._result(ready, started, *invoked)
+            with self._pipe:  # a frame's result never overtakes the one of the frame before it
+                self._pipe.wait_for(lambda: self._published == ticket or self._stop.is_set())
+            if message is not None:
+                self.send(message)
+        finally:
+            with self._pipe:
+                self._published = ticket + 1
+                self._pipe.notify_all()
 
     def _prepare(self, item: Pending) -> _Ready | None:
-        """Read the descriptor's pixels and make its tensor; None when that cannot be done (counted)."""
+        """Make the descriptor's input tensor; None when that cannot be done (counted)."""
         engine = self.engine
         if engine is None:
             return None
         msg = item.message
         taken = time.monotonic()
         try:
-            image = self.frames.read(msg)
+            frame: FrameView | None = self.frames.view(msg)
         except FrameReadError as exc:
             self.counters.unreadable += 1
             self.rate_limited.warning("unreadable", f"frame cannot be read: {exc}")
             return None
         read_done = time.monotonic()
-        if image is None:
-            self.counters.overwritten += 1
-            log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
-            return None
         try:
-            prepared = engine.prepare(image)
+            prepared = None if frame is None else engine.prepare(frame.image)
         except Exception as exc:  # one bad frame never stops the component
             self._frame_failed(msg, exc)
             return None
-        return _Ready(item, image, prepared, taken, _ms(read_done - taken), time.monotonic())
+        if frame is None or prepared is None or not frame.intact():
+            self.counters.overwritten += 1
+            log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
+            return None
+        return _Ready(item, prepared, taken, _ms(read_done - taken), time.monotonic())
 
     def _frame_failed(self, msg: dict[str, Any], exc: Exception) -> None:
         self.counters.errors += 1
         self.rate_limited.warning("error", f"frame seq {msg.get('seq')}: inference failed: "
                                            f"{type(exc).__name__}: {exc}")
 
-    # -- stage 2: the model, the result
-
-    def _run_loop(self) -> None:
-        last_report = time.monotonic()
-        while not self._stop.is_set():
-            with self._pipe:
-                if self._pipe.wait_for(lambda: self._ready is not None or self._stop.is_set(), 1.0):
-                    ready, self._ready = self._ready, None
-                    started = self._run_started = time.monotonic()
-                    self._pipe.notify_all()
-                else:
-                    ready = None
-            if ready is not None:
-                try:
-                    self._run(ready, started)
-                finally:
-                    with self._pipe:
-                        self._est_run += EWMA_WEIGHT * ((time.monotonic() - started) - self._est_run)
-                        self._run_started = None
-                        self._pipe.notify_all()
-                    self.latest.done()
-            now = time.monotonic()
-            if now - last_report >= STATS_INTERVAL_S:
-                last_report = now
-                self.log_stats()
-
-    def _run(self, ready: _Ready, started: float) -> None:
+    def _invoke(self, ready: _Ready) -> tuple[Engine, Invoked] | None:
         engine = self.engine
         if engine is None:
-            return
+            return None
+        if ready.prepared.bundle is not engine.bundle:
+            self.latest.skip()  # prepared for the model before a new one was loaded: the next frame is the
+            return None         # new model's first
+        try:
+            return engine, engine.invoke(ready.prepared)
+        except Exception as exc:  # one bad frame never stops the component
+            self._frame_failed(ready.item.message, exc)
+            return None
+
+    def _result(self, ready: _Ready, started: float, engine: Engine, invoked: Invoked) -> dict[str, Any] | None:
         msg = ready.item.message
         try:
-            prepared = ready.prepared
-            if prepared.bundle is not engine.bundle:  # a new model was loaded since the frame was prepared
-                prepared = engine.prepare(ready.image)
-            message = build_result_message(engine.run(prepared), engine.bundle.model_info(), seq=int(msg["seq"]),
+            message = build_result_message(engine.finish(invoked), engine.bundle.model_info(), seq=int(msg["seq"]),
                                            captured_at=float(msg["captured_at"]), source=str(msg["source"]))
         except Exception as exc:  # one bad frame never stops the component
             self._frame_failed(msg, exc)
-            return
+            return None
         timings = message["timings_ms"]
         timings["queue"] = _ms(ready.taken - ready.item.received_mono)
         timings["read"] = ready.read_ms
         timings["wait"] = _ms(started - ready.ready_at)
         timings["delivery"] = _ms(ready.item.received_wall - float(msg["captured_at"]))
         message["capture_dropped"] = int(msg.get("dropped", 0))
-        self.send(message)
+        return message
 
     def infer(self, engine: Engine, image: np.ndarray, *, seq: int, captured_at: float,
               source: str) -> dict[str, Any]:

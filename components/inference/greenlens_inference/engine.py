@@ -3,12 +3,14 @@
     engine = Engine(load_bundle("bundles/efficientnet-lite0"), threads=2)
     result = engine.infer(frame_bgr)   # {"verdict", "top_k", "detections", "timings_ms"}
     prepared = engine.prepare(frame_bgr); result = engine.run(prepared)   # the same, in two steps
+    raw = engine.invoke(prepared); result = engine.finish(raw)             # run() in two steps
     engine.set_threshold(0.2); engine.set_rule("threshold"); engine.set_threads(1)
     engine.set_label_of_interest("cheeseburger")   # None: model.json's label of interest again
 
 Threads, threshold, rule and the label of interest can change while another thread calls infer(); a call sees either the old
-or the new setting, never half of each. prepare() (the frame → the input tensor) touches no interpreter state, so one
-thread can prepare the next frame while another runs the model on this one.
+or the new setting, never half of each. prepare() (the frame → the input tensor) and finish() (the outputs → the
+result) touch no interpreter state, so a pipeline can prepare the next frame and finish the last one on other
+threads while invoke() runs the model.
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ class Prepared:
     tensor: np.ndarray
     region: Crop
     preprocess_ms: float
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """The model's raw outputs for one prepared frame, with the settings in force when it ran."""
+
+    outputs: list[np.ndarray]
+    region: Crop
+    rule: str
+    threshold: float
+    label_of_interest: tuple[str, int]
+    preprocess_ms: float
+    inference_ms: float
 
 
 class Engine:
@@ -161,8 +176,8 @@ class Engine:
         tensor, region = preprocess(frame_bgr, self.bundle.input)
         return Prepared(self.bundle, tensor, region, round((time.perf_counter() - t0) * 1000, 3))
 
-    def run(self, prepared: Prepared) -> dict[str, Any]:
-        """Run the model on a prepared frame; see the module docstring for the result's keys."""
+    def invoke(self, prepared: Prepared) -> Invoked:
+        """Run the interpreter on a prepared frame (the only step that holds the interpreter)."""
         if prepared.bundle is not self.bundle:
             raise ValueError(f"the frame was prepared for model {prepared.bundle.name} {prepared.bundle.version}, "
                              f"not for {self.bundle.name} {self.bundle.version}: prepare it again")
@@ -172,19 +187,28 @@ class Engine:
             interpreter.set_tensor(self._input_index, prepared.tensor)
             interpreter.invoke()
             outputs = [interpreter.get_tensor(i).copy() for i in self._output_indices]
-            rule, threshold, loi = self._rule, self._threshold, self._loi
+            t2 = time.perf_counter()
+            return Invoked(outputs, prepared.region, self._rule, self._threshold, self._loi, prepared.preprocess_ms,
+                           round((t2 - t1) * 1000, 3))
+
+    def finish(self, invoked: Invoked) -> dict[str, Any]:
+        """The result of a frame from the model's outputs; see the module docstring for its keys."""
         t2 = time.perf_counter()
+        outputs, rule, threshold, loi = invoked.outputs, invoked.rule, invoked.threshold, invoked.label_of_interest
         if self._detector:
-            result = self._detections(outputs[0], outputs[1], prepared.region, rule, threshold, loi)
+            result = self._detections(outputs[0], outputs[1], invoked.region, rule, threshold, loi)
         else:
             result = self._classification(outputs[0], rule, threshold, loi)
-        t3 = time.perf_counter()
         result["timings_ms"] = {
-            "preprocess": prepared.preprocess_ms,
-            "inference": round((t2 - t1) * 1000, 3),
-            "postprocess": round((t3 - t2) * 1000, 3),
+            "preprocess": invoked.preprocess_ms,
+            "inference": invoked.inference_ms,
+            "postprocess": round((time.perf_counter() - t2) * 1000, 3),
         }
         return result
+
+    def run(self, prepared: Prepared) -> dict[str, Any]:
+        """Run the model on a prepared frame: :meth:`finish` of :meth:`invoke`."""
+        return self.finish(self.invoke(prepared))
 
     def infer(self, frame_bgr: np.ndarray) -> dict[str, Any]:
         """Run the model on one BGR frame: :meth:`run` of :meth:`prepare`."""

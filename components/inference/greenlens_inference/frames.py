@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -14,6 +15,19 @@ from greenlens_common.ring import RingError, RingReader, RingReaders
 
 class FrameReadError(Exception):
     """The descriptor's pixels cannot be read (no such ring, an undecodable JPEG); the text says why."""
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """A descriptor's pixels without a copy: ``image`` may be a view into the ring, valid only while
+    ``intact()`` is True. Compute from it first, then check ``intact()``."""
+
+    image: np.ndarray
+    intact: Callable[[], bool] = _always
 
 
 class FrameReader:
@@ -36,6 +50,27 @@ class FrameReader:
         if image is None:
             raise FrameReadError(f"frame seq {msg.get('seq')}: its inline jpeg ({len(data)} bytes) cannot be decoded")
         return image
+
+    def view(self, msg: Mapping[str, Any]) -> FrameView | None:
+        """Like :meth:`read`, but a ring frame is viewed in place (no copy of the whole frame)."""
+        ring = msg.get("ring")
+        if not isinstance(ring, Mapping):
+            image = self.read(msg)
+            return None if image is None else FrameView(image)
+        name, slot, seq = str(ring["name"]), int(ring["slot"]), int(ring["slot_seq"])
+        for attempt in range(2):
+            reader = self._reader(name, reopen=attempt > 0)
+            try:
+                borrowed = reader.borrow(slot, seq)
+            except RingError as exc:  # a slot beyond this ring: the descriptor is of a newer ring
+                if attempt == 0:
+                    continue
+                raise FrameReadError(f"frame seq {msg.get('seq')}: {exc}") from None
+            if borrowed is not None:
+                return FrameView(borrowed.image, borrowed.intact)
+            if not reader.closed_by_owner:
+                return None  # overwritten by a newer frame
+        return None
 
     def _reader(self, name: str, reopen: bool = False) -> RingReader:
         try:

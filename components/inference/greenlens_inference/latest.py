@@ -2,7 +2,7 @@
 
 It holds at most one descriptor: offering a new one replaces the one the worker has not taken yet, and the
 replaced one is counted as skipped. A slow worker therefore always gets the newest frame and never works
-through a backlog. Descriptors can arrive out of order (the IPC client runs its callbacks on a thread pool):
+through a backlog. Descriptors can arrive out of order (several publishers, or a client calling back on a pool):
 one older than a descriptor already offered from the same source, arriving shortly after it, is counted
 as skipped too instead of being taken after the newer one.
 """
@@ -82,6 +82,11 @@ class LatestFrame:
         with self._cond:
             self._busy = max(0, self._busy - 1)
             self._cond.notify_all()
+
+    def skip(self) -> None:
+        """Count a descriptor taken before that will not get a result after all (its model was replaced)."""
+        with self._cond:
+            self.skipped += 1
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending and the worker is not busy; False after ``timeout``."""
