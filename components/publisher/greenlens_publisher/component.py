@@ -212,11 +212,12 @@ class PublisherComponent:
                 log.exception("publisher worker: unexpected error (continuing)")
 
     def _take_frame(self, descriptor: dict[str, Any]) -> None:
-        image = self.reader.read(descriptor)
-        if image is None:
+        # The device stream's pixels are copied when a viewer asks for them, not for every frame; the frame
+        # is checked now, so that a ring nobody can read is reported without a viewer.
+        if not self.reader.readable(descriptor):
             self.metrics.frames_unreadable += 1
             return
-        self.device.update(image)
+        self.device.offer(lambda: self.reader.read(descriptor))
 
     def _take_result(self, result: dict[str, Any]) -> None:
         verdict = result["verdict"]
@@ -255,24 +256,20 @@ class PublisherComponent:
 
     def _annotate(self, result: dict[str, Any]) -> None:
         seq = int(result["seq"])
-        newest = self.device.current
-        image: Image | None
-        if newest is not None and newest.seq == seq:
-            image = newest
-        else:
-            with self._cond:
-                descriptor = self._descriptors.get(seq)
-            image = self.reader.read(descriptor) if descriptor is not None else None
-        note = None
-        if image is None:
+        with self._cond:
+            descriptor = self._descriptors.get(seq)
+            newest = next(reversed(self._descriptors.values()), None)
+        drawn = None if descriptor is None else self.reader.draw(descriptor, lambda px: draw_result(px, result))
+        if drawn is None:  # its frame was overwritten (or never came): draw on the newest one
             if newest is None:
                 return  # no frame at all yet
+            note = f"result of frame {seq} drawn on frame {newest['seq']} (its own was overwritten)"
+            drawn = self.reader.draw(newest, lambda px: draw_result(px, result, note=note))
+            if drawn is None:
+                return
             self.metrics.results_on_newer_frame += 1
-            image = newest
-            note = f"result of frame {seq} drawn on frame {newest.seq} (its own was overwritten)"
-        drawn = draw_result(image.image, result, note=note)
         self.metrics.results_annotated += 1
-        self.project.update(Image(seq, float(result["captured_at"]), drawn))
+        self.project.update(Image(seq, float(result["captured_at"]), drawn.image))
 
     # -- status
 

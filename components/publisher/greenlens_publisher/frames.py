@@ -25,6 +25,18 @@ class Image:
     image: np.ndarray
 
 
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class _View:
+    seq: int
+    captured_at: float
+    image: np.ndarray
+    intact: Callable[[], bool] = _always
+
+
 class FrameReader:
     """Reads the frame a ``greenlens.frame/1`` descriptor points at; None once its ring slot was overwritten."""
 
@@ -32,9 +44,30 @@ class FrameReader:
         self.ring_dir = ring_dir
         self._complained: set[str] = set()
         self._readers = RingReaders(ring_dir, on_open=self._complained.discard)  # a new ring may complain again
+        self._lock = threading.Lock()  # the worker and the stream encoder both read
         self.errors = 0
 
     def read(self, descriptor: Mapping[str, Any]) -> Image | None:
+        """The frame's pixels, a copy of its own."""
+        with self._lock:
+            return self._read(descriptor, borrow=False)
+
+    def readable(self, descriptor: Mapping[str, Any]) -> bool:
+        """Whether the frame can be read now (its ring slot checked in place, nothing copied)."""
+        with self._lock:
+            return self._read(descriptor, borrow=True) is not None
+
+    def draw(self, descriptor: Mapping[str, Any], draw: Callable[[np.ndarray], np.ndarray]) -> Image | None:
+        """``draw(pixels)`` (which must return a new image) on the frame viewed in place in the ring, not
+        copied first; None when the frame is gone, or was overwritten while it was drawn."""
+        with self._lock:
+            view = self._read(descriptor, borrow=True)
+        if view is None:
+            return None
+        drawn = Image(view.seq, view.captured_at, draw(view.image))
+        return drawn if view.intact() else None
+
+    def _read(self, descriptor: Mapping[str, Any], borrow: bool) -> Any:
         seq = int(descriptor["seq"])
         captured_at = float(descriptor["captured_at"])
         ring = descriptor.get("ring")
@@ -46,11 +79,14 @@ class FrameReader:
                 return self._error("inline", f"frame {seq}: inline JPEG is unusable: {exc}")
             if image is None:
                 return self._error("inline", f"frame {seq}: inline JPEG could not be decoded")
-            return Image(seq, captured_at, image)
+            return _View(seq, captured_at, image) if borrow else Image(seq, captured_at, image)
         reader = self._reader(str(ring["name"]))
         if reader is None:
             return None
         try:
+            if borrow:
+                view = reader.borrow(int(ring["slot"]), int(ring["slot_seq"]))
+                return None if view is None else _View(seq, captured_at, view.image, view.intact)
             frame = reader.read(int(ring["slot"]), int(ring["slot_seq"]))
         except RingError as exc:
             return self._error(reader.name, str(exc))
@@ -88,6 +124,7 @@ class LatestImage:
         self._placeholder = placeholder
         self.version = 0
         self._jpeg: Encoded | None = None
+        self._pending: Callable[[], Image | None] | None = None
         self._listeners: list[Callable[[], None]] = []
 
     def listen(self, callback: Callable[[], None]) -> None:
@@ -96,6 +133,16 @@ class LatestImage:
     def update(self, image: Image) -> None:
         with self._lock:
             self._image = image
+            self._pending = None
+            self.version += 1
+        for callback in list(self._listeners):
+            callback()
+
+    def offer(self, load: Callable[[], Image | None]) -> None:
+        """A newer image whose pixels ``load()`` gets only when a viewer asks for them (:meth:`jpeg`); None
+        from it (the frame is gone) keeps the image before."""
+        with self._lock:
+            self._pending = load
             self.version += 1
         for callback in list(self._listeners):
             callback()
@@ -109,10 +156,16 @@ class LatestImage:
         """The newest image as JPEG (the placeholder, seq 0, before the first)."""
         with self._encode_lock:
             with self._lock:
-                version, image = self.version, self._image
+                version, image, pending = self.version, self._image, self._pending
             cached = self._jpeg
             if cached is not None and cached.version == version:
                 return cached
+            loaded = pending() if pending is not None else None
+            if loaded is not None:
+                image = loaded
+                with self._lock:
+                    if self._pending is pending:
+                        self._image, self._pending = loaded, None
             pixels = image.image if image is not None else self._placeholder
             ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)])
             if not ok:
