@@ -76,7 +76,7 @@ class _Runner(ThreadRunner[CaptureConfig]):
         component.flow.enabled = True
 
     def run(self) -> int:
-        return self.serve(lambda: self._run(self.publish_stdout if self.ipc is None else self.publish_ipc))
+        return self.serve(lambda: self._run(self.publish_stdout if self.ipc is None else self.publish_ipc_nowait))
 
     def _run(self, publish: Callable[[str, dict[str, Any]], None]) -> int:
         try:

@@ -41,9 +41,11 @@ Publish = Callable[[str, dict[str, Any]], None]
 STATS_INTERVAL_S = 60.0
 WORKERS = 2
 """Worker threads: one can prepare the next frame while another's frame is in the interpreter."""
-LEAD_MARGIN_S = 0.0005
-"""The prepare stage starts this much earlier than its estimate says it must (scheduling slack)."""
+LEAD_MARGIN_S = 0.002
+"""The next frame is taken this much earlier than the estimates say it must (preparing varies: a late
+frame leaves the interpreter idle, an early one is at most this much older)."""
 EWMA_WEIGHT = 0.2
+HANDOVER_TIMEOUT_S = 0.005
 FATAL_PUBLISH_ERRORS = 10
 """Consecutive failed publishes after which the component gives up (the nucleus restarts it)."""
 
@@ -104,7 +106,7 @@ def _ms(seconds: float) -> float:
 
 @dataclass(frozen=True)
 class _Ready:
-    """A frame prepared by the prepare stage, waiting for the run stage."""
+    """A frame made into the model's input, on its way to the interpreter."""
 
     item: Pending
     prepared: Prepared
@@ -116,7 +118,7 @@ class _Ready:
 
 
 class InferenceComponent:
-    """Owns the engine for one configuration and the worker thread that infers the newest frame."""
+    """Owns the engine for one configuration and the worker threads that infer the newest frames."""
 
     def __init__(self, publish: Publish, ring_dir: str | os.PathLike[str] | None = None,
                  on_fatal: Callable[[Exception], None] | None = None) -> None:
@@ -140,6 +142,7 @@ class InferenceComponent:
         self._est_run = 0.0
         self._preparing = False
         """A worker holds the turn to take and prepare the next frame."""
+        self._waiting_to_run = 0
         self._tickets = 0
         self._published = 0
         """Frames are numbered as they enter the interpreter; results go out in that order."""
@@ -247,21 +250,24 @@ class InferenceComponent:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            if not self._take_turn():
-                continue
-            item = self.latest.take(timeout=1.0)
-            if item is None:
-                self._give_up_turn()
-                continue
-            try:
-                self._process(item)
-            finally:
-                self.latest.done()
-            with self._pipe:
-                now = time.monotonic()
-                report, self._last_report = now - self._last_report >= STATS_INTERVAL_S, now
-            if report:
-                self.log_stats()
+            if self._take_turn():
+                item = self.latest.take(timeout=1.0)
+                if item is None:
+                    self._give_up_turn()
+                else:
+                    try:
+                        self._process(item)
+                    finally:
+                        self.latest.done()
+            self._maybe_log_stats()
+
+    def _maybe_log_stats(self) -> None:
+        with self._pipe:
+            now = time.monotonic()
+            if now - self._last_report < STATS_INTERVAL_S:
+                return
+            self._last_report = now
+        self.log_stats()
 
     def _take_turn(self) -> bool:
         """Wait (≤ 1 s) for this worker's turn to take the next frame: no other worker holds the turn, and
@@ -293,7 +299,9 @@ class InferenceComponent:
             self._give_up_turn()
             return
         with self._pipe:
+            self._waiting_to_run += 1
             self._pipe.wait_for(lambda: self._run_started is None or self._stop.is_set())
+            self._waiting_to_run -= 1
             self._preparing = False  # the next frame's turn opens while this one runs
             started = self._run_started = time.monotonic()
             ticket, self._tickets = self._tickets, self._tickets + 1
@@ -306,6 +314,11 @@ class InferenceComponent:
                 self._est_run += EWMA_WEIGHT * ((time.monotonic() - started) - self._est_run)
                 self._run_started = None
                 self._pipe.notify_all()
+                if self._waiting_to_run:
+                    # Let the prepared frame into the interpreter before finishing this one: finishing is
+                    # Python and would hold the GIL that the other worker needs to start the model.
+                    self._pipe.wait_for(lambda: self._run_started is not None or self._stop.is_set(),
+                                        HANDOVER_TIMEOUT_S)
         try:
             message = None if invoked is None else self._result(ready, started, *invoked)
             with self._pipe:  # a frame's result never overtakes the one of the frame before it
