@@ -39,9 +39,9 @@ class FrameReader:
 
     def read(self, msg: Mapping[str, Any]) -> np.ndarray | None:
         """The frame (H x W x C uint8, BGR), or None when the ring slot was already overwritten."""
-        ring = msg.get("ring")
-        if isinstance(ring, Mapping):
-            return self._read_ring(str(ring["name"]), int(ring["slot"]), int(ring["slot_seq"]), msg)
+        if isinstance(msg.get("ring"), Mapping):
+            frame = self._from_ring(msg, RingReader.read)
+            return None if frame is None else frame.image
         try:
             data = messages.frame_jpeg(msg)
         except messages.MessageError as exc:
@@ -53,42 +53,30 @@ class FrameReader:
 
     def view(self, msg: Mapping[str, Any]) -> FrameView | None:
         """Like :meth:`read`, but a ring frame is viewed in place (no copy of the whole frame)."""
-        ring = msg.get("ring")
-        if not isinstance(ring, Mapping):
+        if not isinstance(msg.get("ring"), Mapping):
             image = self.read(msg)
             return None if image is None else FrameView(image)
+        borrowed = self._from_ring(msg, RingReader.borrow)
+        return None if borrowed is None else FrameView(borrowed.image, borrowed.intact)
+
+    def _from_ring(self, msg: Mapping[str, Any], fetch: Callable[[RingReader, int, int], Any]) -> Any:
+        """``fetch(reader, slot, slot_seq)`` on the descriptor's ring, reopened once when its owner replaced
+        it; None when the slot was overwritten."""
+        ring = msg["ring"]
         name, slot, seq = str(ring["name"]), int(ring["slot"]), int(ring["slot_seq"])
         for attempt in range(2):
-            reader = self._reader(name, reopen=attempt > 0)
             try:
-                borrowed = reader.borrow(slot, seq)
+                reader = self._rings.get(name, reopen=attempt > 0)
+            except RingError as exc:
+                raise FrameReadError(str(exc)) from None
+            try:
+                got = fetch(reader, slot, seq)
             except RingError as exc:  # a slot beyond this ring: the descriptor is of a newer ring
                 if attempt == 0:
                     continue
                 raise FrameReadError(f"frame seq {msg.get('seq')}: {exc}") from None
-            if borrowed is not None:
-                return FrameView(borrowed.image, borrowed.intact)
-            if not reader.closed_by_owner:
-                return None  # overwritten by a newer frame
-        return None
-
-    def _reader(self, name: str, reopen: bool = False) -> RingReader:
-        try:
-            return self._rings.get(name, reopen=reopen)
-        except RingError as exc:
-            raise FrameReadError(str(exc)) from None
-
-    def _read_ring(self, name: str, slot: int, seq: int, msg: Mapping[str, Any]) -> np.ndarray | None:
-        for attempt in range(2):
-            reader = self._reader(name, reopen=attempt > 0)
-            try:
-                frame = reader.read(slot, seq)
-            except RingError as exc:  # a slot beyond this ring: the descriptor is of a newer ring
-                if attempt == 0:
-                    continue
-                raise FrameReadError(f"frame seq {msg.get('seq')}: {exc}") from None
-            if frame is not None:
-                return frame.image
+            if got is not None:
+                return got
             if not reader.closed_by_owner:
                 return None  # overwritten by a newer frame
         return None
