@@ -45,7 +45,9 @@ LEAD_MARGIN_S = 0.002
 """The next frame is taken this much earlier than the estimates say it must (preparing varies: a late
 frame leaves the interpreter idle, an early one is at most this much older)."""
 EWMA_WEIGHT = 0.2
+"""Weight of the newest duration in the running estimates of preparing and running a frame."""
 HANDOVER_TIMEOUT_S = 0.005
+"""At most this long a worker leaving the interpreter waits for the prepared frame to enter it."""
 FATAL_PUBLISH_ERRORS = 10
 """Consecutive failed publishes after which the component gives up (the nucleus restarts it)."""
 
@@ -134,9 +136,8 @@ class InferenceComponent:
         self._workers: list[threading.Thread] = []
         self._stop = threading.Event()
         self._consecutive_publish_errors = 0
-        # The hand-off between the stages: at most one prepared frame waits for the interpreter.
+        # The workers' turns: who takes the next frame, who is in the interpreter, whose result goes out next.
         self._pipe = threading.Condition()
-        self._ready: _Ready | None = None
         self._run_started: float | None = None
         self._est_prepare = 0.0
         self._est_run = 0.0
@@ -344,16 +345,20 @@ class InferenceComponent:
             self.rate_limited.warning("unreadable", f"frame cannot be read: {exc}")
             return None
         read_done = time.monotonic()
+        if frame is None:
+            return self._overwritten(msg)
         try:
-            prepared = None if frame is None else engine.prepare(frame.image)
+            prepared = engine.prepare(frame.image)
         except Exception as exc:  # one bad frame never stops the component
             self._frame_failed(msg, exc)
             return None
-        if frame is None or prepared is None or not frame.intact():
-            self.counters.overwritten += 1
-            log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
-            return None
+        if not frame.intact():  # the capture reused the slot while the tensor was made from it
+            return self._overwritten(msg)
         return _Ready(item, prepared, taken, _ms(read_done - taken), time.monotonic())
+
+    def _overwritten(self, msg: dict[str, Any]) -> None:
+        self.counters.overwritten += 1
+        log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
 
     def _frame_failed(self, msg: dict[str, Any], exc: Exception) -> None:
         self.counters.errors += 1

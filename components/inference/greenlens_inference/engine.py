@@ -56,10 +56,10 @@ def _check_threads(threads: Any) -> int:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A frame made into the model's input tensor by :meth:`Engine.prepare`, ready for :meth:`Engine.run`."""
+    """A frame made into the model's input tensor by :meth:`Engine.prepare`, ready for :meth:`Engine.invoke`."""
 
     bundle: Bundle
-    """The bundle whose input spec made the tensor (run() refuses a tensor made for another bundle)."""
+    """The bundle whose input spec made the tensor (invoke() refuses a tensor made for another bundle)."""
     tensor: np.ndarray
     region: Crop
     preprocess_ms: float

@@ -39,7 +39,7 @@ class LatestFrame:
         self._pending: Pending | None = None
         self._newest: Pending | None = None
         self._busy = 0
-        """Descriptors taken and not yet done (the worker stages may hold more than one)."""
+        """Descriptors taken and not yet done (the workers may hold more than one)."""
         self._closed = False
         self.offered = 0
         self.skipped = 0

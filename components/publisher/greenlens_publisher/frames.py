@@ -132,11 +132,9 @@ class LatestImage:
 
     def update(self, image: Image) -> None:
         with self._lock:
-            self._image = image
-            self._pending = None
+            self._image, self._pending = image, None
             self.version += 1
-        for callback in list(self._listeners):
-            callback()
+        self._changed()
 
     def offer(self, load: Callable[[], Image | None]) -> None:
         """A newer image whose pixels ``load()`` gets only when a viewer asks for them (:meth:`jpeg`); None
@@ -144,13 +142,11 @@ class LatestImage:
         with self._lock:
             self._pending = load
             self.version += 1
+        self._changed()
+
+    def _changed(self) -> None:
         for callback in list(self._listeners):
             callback()
-
-    @property
-    def current(self) -> Image | None:
-        with self._lock:
-            return self._image
 
     def jpeg(self) -> Encoded:
         """The newest image as JPEG (the placeholder, seq 0, before the first)."""
