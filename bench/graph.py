@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ggsim.client import CLI_INFO
+
 from .common import REPO, ProcSampler, cmdline, components_env, descendants, load, sample_clip, stats_ms
 
 DEPLOY = REPO / "build" / "deploy"
@@ -127,7 +129,7 @@ class Graph:
         self.port = free_port()
         self.ring = f"greenlens-bench-{os.getpid()}"
         root.mkdir(parents=True, exist_ok=True)
-        info = root / "cli_ipc_info" / "ggsim.json"
+        info = root / CLI_INFO
         info.unlink(missing_ok=True)
         self.log = open(root.parent / "ggsim-up.log", "a")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen([sys.executable, "-m", "ggsim.cli", "--root", str(root), "up",

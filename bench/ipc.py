@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ggsim.client import CLI_INFO
+
 from .common import LoopThread, percentile, python_process, rss_mb
 
 PAYLOAD = 1024
@@ -102,7 +104,7 @@ def run_case(target: Any, subscribers: int, count: int, rate: float) -> dict[str
 def idle_rss(workdir: Path) -> float:
     root = workdir / "idle-root"
     proc = python_process(["-m", "ggsim.cli", "--root", str(root), "up"], stderr=subprocess.DEVNULL)
-    info = root / "cli_ipc_info" / "ggsim.json"
+    info = root / CLI_INFO
     deadline = time.monotonic() + 30
     while not info.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -20,10 +20,11 @@ from typing import Any
 
 
 def main(argv: list[str]) -> None:
+    from ggsim.client import CLI_INFO
     from greenlens_common.ipc import Ipc
 
     root, topic = Path(argv[0]), argv[1]
-    info = json.loads((root / "cli_ipc_info" / "ggsim.json").read_text())
+    info = json.loads((root / CLI_INFO).read_text())
     ipc = Ipc.connect(socket_path=info["socket"], token=info["token"])
     lines: list[str] = []
     ready = threading.Condition()
