@@ -157,11 +157,16 @@ def parse_request(request: Mapping[str, Any], deployment_id: str | None = None,
     """Validate a local or cloud deployment request (see the module docstring)."""
     if not isinstance(request, Mapping):
         raise DeploymentRequestError("", f"a deployment request is an object, got {type(request).__name__}")
-    deployment_id = deployment_id or str(uuid.uuid4())
-    now = time.time() if now is None else now
-    if is_cloud_request(request):
-        return _parse_cloud(request, deployment_id, now)
-    return _parse_local(request, deployment_id, now)
+    fields = _parse_cloud(request) if is_cloud_request(request) else _parse_local(request)
+    return DeploymentDocument(
+        deployment_id=deployment_id or str(uuid.uuid4()),
+        created_on=time.time() if now is None else now,
+        recipe_dir=_expect_directory(request.get("recipeDirectoryPath"), "recipeDirectoryPath",
+                                     InvalidRecipeDirectoryPathError),
+        artifact_dir=_expect_directory(request.get("artifactsDirectoryPath"), "artifactsDirectoryPath",
+                                       InvalidArtifactsDirectoryPathError),
+        **fields,
+    )
 
 
 _LOCAL_FIELDS = {
@@ -171,7 +176,8 @@ _LOCAL_FIELDS = {
 }
 
 
-def _parse_local(request: Mapping[str, Any], deployment_id: str, now: float) -> DeploymentDocument:
+def _parse_local(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The DeploymentDocument fields of a local request but its id, time and folders."""
     unknown = sorted(set(request) - _LOCAL_FIELDS)
     if unknown:
         raise DeploymentRequestError(
@@ -210,23 +216,17 @@ def _parse_local(request: Mapping[str, Any], deployment_id: str, now: float) -> 
         name: _expect_mapping(info, f"componentToRunWithInfo.{name}")
         for name, info in _expect_mapping(request.get("componentToRunWithInfo"), "componentToRunWithInfo").items()
     }
-    return DeploymentDocument(
-        deployment_id=deployment_id,
-        kind="LOCAL",
-        group=group,
-        created_on=now,
-        failure_policy=policy,
-        add=add,
-        remove=tuple(remove_value),
-        config_updates=updates,
-        run_with=run_with,
-        recipe_dir=_expect_directory(request.get("recipeDirectoryPath"), "recipeDirectoryPath",
-                                     InvalidRecipeDirectoryPathError),
-        artifact_dir=_expect_directory(request.get("artifactsDirectoryPath"), "artifactsDirectoryPath",
-                                       InvalidArtifactsDirectoryPathError),
-        notify_components=False,
-        validation_timeout=20.0,
-    )
+    return {
+        "kind": "LOCAL",
+        "group": group,
+        "failure_policy": policy,
+        "add": add,
+        "remove": tuple(remove_value),
+        "config_updates": updates,
+        "run_with": run_with,
+        "notify_components": False,
+        "validation_timeout": 20.0,
+    }
 
 
 def group_from_target_arn(arn: str) -> str:
@@ -240,7 +240,8 @@ def group_from_target_arn(arn: str) -> str:
     return resource
 
 
-def _parse_cloud(request: Mapping[str, Any], deployment_id: str, now: float) -> DeploymentDocument:
+def _parse_cloud(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The DeploymentDocument fields of a cloud request but its id, time and folders."""
     arn = request.get("targetArn")
     group = group_from_target_arn(_expect_string(arn, "targetArn")) if arn is not None else "thing/ggsim-core"
     components: dict[str, str] = {}
@@ -286,23 +287,18 @@ def _parse_cloud(request: Mapping[str, Any], deployment_id: str, now: float) -> 
         )
     validation = _expect_mapping(policies.get("configurationValidationPolicy"),
                                  "deploymentPolicies.configurationValidationPolicy")
-    return DeploymentDocument(
-        deployment_id=deployment_id,
-        kind="CLOUD",
-        group=group,
-        created_on=now,
-        failure_policy=policy,
-        components=components,
-        config_updates=updates,
-        run_with=run_with,
-        recipe_dir=_expect_directory(request.get("recipeDirectoryPath"), "recipeDirectoryPath",
-                                     InvalidRecipeDirectoryPathError),
-        artifact_dir=_expect_directory(request.get("artifactsDirectoryPath"), "artifactsDirectoryPath",
-                                       InvalidArtifactsDirectoryPathError),
-        notify_components=action == "NOTIFY_COMPONENTS",
-        update_timeout=_expect_timeout(update_policy.get("timeoutInSeconds"),
-                                       "deploymentPolicies.componentUpdatePolicy.timeoutInSeconds", 60.0),
-        validation_timeout=_expect_timeout(validation.get("timeoutInSeconds"),
-                                           "deploymentPolicies.configurationValidationPolicy.timeoutInSeconds", 30.0),
-    )
+    return {
+        "kind": "CLOUD",
+        "group": group,
+        "failure_policy": policy,
+        "components": components,
+        "config_updates": updates,
+        "run_with": run_with,
+        "notify_components": action == "NOTIFY_COMPONENTS",
+        "update_timeout": _expect_timeout(update_policy.get("timeoutInSeconds"),
+                                          "deploymentPolicies.componentUpdatePolicy.timeoutInSeconds", 60.0),
+        "validation_timeout": _expect_timeout(validation.get("timeoutInSeconds"),
+                                              "deploymentPolicies.configurationValidationPolicy.timeoutInSeconds",
+                                              30.0),
+    }
 
