@@ -228,9 +228,8 @@ class Connection:
             self.server.stats.protocol_errors += 1
             reason = f"protocol error: {exc}"
             level = logging.WARNING
-            reply = getattr(exc, "reply", b"")
-            if reply:
-                self.write(reply)
+            if isinstance(exc, ProtocolError) and exc.reply:
+                self.write(exc.reply)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             reason = f"connection lost: {exc}"
         finally:
