@@ -59,7 +59,7 @@ class ComponentsService(Service):
                                         resourceType="Component", resourceName=name)
         return {"componentDetails": without_nulls(details)}
 
-    async def _lifecycle(self, call: Call, request: dict[str, Any], operation: str, key: str) -> dict[str, Any]:
+    def _lifecycle(self, call: Call, request: dict[str, Any], operation: str, key: str) -> dict[str, Any]:
         name = self._name(call, request, operation)
         if self.backend.components.component_details(name) is None:
             raise ResourceNotFoundError(f"Component with name {name} not found in Greengrass",
@@ -70,13 +70,13 @@ class ComponentsService(Service):
             return {key: "SUCCEEDED"}
         return {key: "FAILED", "message": f"{operation} of {name} was not accepted"}
 
-    async def restart(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._lifecycle(call, request, "RestartComponent", "restartStatus")
+    def restart(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        return self._lifecycle(call, request, "RestartComponent", "restartStatus")
 
-    async def stop(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._lifecycle(call, request, "StopComponent", "stopStatus")
+    def stop(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        return self._lifecycle(call, request, "StopComponent", "stopStatus")
 
-    async def create_deployment(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    def create_deployment(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         self._check(call, "CreateLocalDeployment", "*")
         try:
             deployment_id = self.backend.deployments.create(request)
