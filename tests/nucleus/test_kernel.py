@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,12 @@ def test_ipc_requests_for_components_the_kernel_does_not_run(
             assert kernel.list_components() == [] and kernel.component_pids("nope") == []
 
     run_async(scenario())
+
+
+def test_the_nucleus_never_imports_ipc_or_the_composition_root() -> None:
+    # dependency direction: ipc -> nucleus, ggsim.core -> both; never nucleus -> ipc
+    program = ("import importlib, pkgutil, sys, ggsim.nucleus as n\n"
+               "for m in pkgutil.walk_packages(n.__path__, 'ggsim.nucleus.'): importlib.import_module(m.name)\n"
+               "print(sorted(m for m in sys.modules if m.startswith(('ggsim.ipc', 'ggsim.core'))))")
+    found = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
