@@ -29,10 +29,10 @@ class GgsimTarget:
     name = "ggsim"
 
     def __init__(self, root: Path) -> None:
-        from ggsim.nucleus.kernel import Kernel
+        from ggsim.core import Core
 
         self.thread = LoopThread()
-        self.kernel = Kernel(root, thing_name="bench")
+        self.kernel = Core(root, thing_name="bench")
         self.thread.run(self.kernel.start())
         self._n = 0
 

@@ -186,28 +186,28 @@ def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, verb
 
 async def _up(root: Path, mqtt_broker: str | None, thing_name: str, region: str,
               request: dict[str, Any]) -> int:
+    from .core import Core  # only `up` runs the simulator; the other commands are IPC clients
     from .ipc.auth import CLI_IDENTITY
-    from .nucleus.kernel import Kernel
 
     root.mkdir(parents=True, exist_ok=True)
-    kernel = Kernel(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker)
+    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await kernel.start()
+    await core.start()
     try:
-        write_cli_info(root, kernel.socket_path, kernel.tokens.issue(CLI_IDENTITY))
-        click.echo(f"ggsim {__version__} up: root {root}, IPC socket {kernel.socket_path}, "
+        write_cli_info(root, core.socket_path, core.tokens.issue(CLI_IDENTITY))
+        click.echo(f"ggsim {__version__} up: root {root}, IPC socket {core.socket_path}, "
                    f"IoT Core {'bridged to ' + mqtt_broker if mqtt_broker else 'embedded'}", err=True)
         if request:
-            deployment_id = kernel.deployments.create(request)
+            deployment_id = core.deployments.create(request)
             click.echo(f"deployment {deployment_id} queued", err=True)
         await stop.wait()
         click.echo("ggsim stopping", err=True)
     finally:
         remove_cli_info(root)
-        await kernel.stop()
+        await core.stop()
     return 0
 
 

@@ -12,16 +12,41 @@ from typing import Any
 import pytest
 from ggsim.iotcore import make_iotcore
 from ggsim.ipc.auth import TokenRegistry
+from ggsim.ipc.backend import IpcBackend
 from ggsim.ipc.server import IpcServer
 from ggsim.nucleus.config import ConfigStore
+from ggsim.nucleus.deployment import DeploymentDocument, UpdateHub, ValidationHub, parse_request
 
 from tests.support.agents import AgentProcess
 
 ALL_PUBSUB = {"aws.greengrass.ipc.pubsub": {"all": {"operations": ["*"], "resources": ["*"]}}}
 
 
+class QueuedDeployments:
+    """LocalDeployments that validates requests as the nucleus does and keeps them queued (never runs them;
+    tests/nucleus run the real DeploymentManager)."""
+
+    def __init__(self) -> None:
+        self.queued: list[DeploymentDocument] = []
+
+    def create(self, request: Any) -> str:
+        self.queued.append(parse_request(request))
+        return self.queued[-1].deployment_id
+
+    def status(self, deployment_id: str) -> dict[str, Any] | None:
+        for doc in self.queued:
+            if doc.deployment_id == deployment_id:
+                return {"deploymentId": doc.deployment_id, "status": "QUEUED",
+                        "createdOn": str(int(doc.created_on * 1000))}
+        return None
+
+    def list(self) -> list[dict[str, Any]]:
+        return [status for doc in self.queued if (status := self.status(doc.deployment_id)) is not None]
+
+
 class IpcHost:
-    """The parts of the nucleus the IPC server needs, real, without running component processes."""
+    """The parts of the nucleus the IPC server needs: real tokens, configuration, IoT Core and hubs; a
+    recording stand-in for the kernel (no component processes) and queued deployments."""
 
     def __init__(self, root: Path, broker_url: str | None = None) -> None:
         self.root = root
@@ -31,9 +56,18 @@ class IpcHost:
         self.tokens = TokenRegistry()
         self.config = ConfigStore()
         self.iotcore = make_iotcore(broker_url)
+        self.update_hub = UpdateHub()
+        self.validation_hub = ValidationHub()
+        self.deployments = QueuedDeployments()
         self.states: dict[str, list[str]] = {}
         self.restarted: list[str] = []
+        self.paused: set[str] = set()
         self.state_changed = threading.Condition()
+
+    def backend(self) -> IpcBackend:
+        return IpcBackend(socket_path=self.socket_path, tokens=self.tokens, config=self.config,
+                          iotcore=self.iotcore, components=self, deployments=self.deployments,
+                          update_hub=self.update_hub, validation_hub=self.validation_hub)
 
     def report_state(self, component: str, state: str) -> None:
         with self.state_changed:
@@ -56,6 +90,16 @@ class IpcHost:
     def stop_component(self, name: str) -> bool:
         return name in self.config.components()
 
+    async def pause_component(self, name: str) -> None:
+        if name not in self.config.components():
+            raise ValueError(f"Component with name {name} not found in Greengrass")
+        self.paused.add(name)
+
+    async def resume_component(self, name: str) -> None:
+        if name not in self.config.components():
+            raise ValueError(f"Component with name {name} not found in Greengrass")
+        self.paused.discard(name)
+
 
 class Core:
     """Runs an IpcHost and its IpcServer on an asyncio loop in a thread."""
@@ -70,7 +114,7 @@ class Core:
 
     async def _start(self) -> IpcServer:
         await self.host.iotcore.start()
-        server = IpcServer(self.host)
+        server = IpcServer(self.host.backend())
         await server.start()
         return server
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,38 @@ def test_component_update_notices_and_deferral(core: Core) -> None:
     with pytest.raises(IpcCallError) as err:
         comp.call("defer_component_update", {"deploymentId": "dep-9", "recheckAfterMs": 0})
     assert err.value.type == "ServiceError"
+
+
+def test_local_deployments_are_validated_by_the_nucleus_and_queued(core: Core, tmp_path: Path) -> None:
+    admin = core.component("test.Admin", {"accessControl": CLI_POLICY})
+    created = admin.call("create_local_deployment", {"rootComponentVersionsToAdd": {"a.B": "1.0.0"}})
+    status = admin.call("get_local_deployment_status", {"deploymentId": created["deploymentId"]})["deployment"]
+    assert (status["deploymentId"], status["status"]) == (created["deploymentId"], "QUEUED")
+    assert [d["deploymentId"] for d in admin.call("list_local_deployments")["localDeployments"]] == [
+        created["deploymentId"]]
+    missing = tmp_path / "missing"
+    with pytest.raises(IpcCallError) as err:
+        admin.call("create_local_deployment", {"recipeDirectoryPath": str(missing)})
+    assert err.value.type == "InvalidRecipeDirectoryPathError"
+    assert err.value.message == f"recipe directory {missing} does not exist or is not a folder"
+    with pytest.raises(IpcCallError) as err:
+        admin.call("create_local_deployment", {"artifactsDirectoryPath": str(missing)})
+    assert err.value.type == "InvalidArtifactsDirectoryPathError"
+    with pytest.raises(IpcCallError) as err:
+        admin.call("create_local_deployment", {"rootComponentVersionsToAdd": {"a.B": "one"}})
+    assert err.value.type == "InvalidArgumentsError"
+    assert err.value.message.startswith("rootComponentVersionsToAdd.a.B: 'one' is not a component version")
+    assert len(core.host.deployments.queued) == 1
+
+
+def test_pause_and_resume_reach_the_kernel(core: Core) -> None:
+    policy = {"aws.greengrass.ipc.lifecycle": {"p": {"operations": ["*"], "resources": ["test.Paused"]}}}
+    comp = core.component("test.Pauser", {"accessControl": policy})
+    core.component("test.Paused", {})
+    comp.call("pause_component", {"componentName": "test.Paused"})
+    assert core.host.paused == {"test.Paused"}
+    comp.call("resume_component", {"componentName": "test.Paused"})
+    assert core.host.paused == set()
+    with pytest.raises(IpcCallError) as err:
+        comp.call("pause_component", {"componentName": "test.Other"})
+    assert err.value.type == "UnauthorizedError"

@@ -68,6 +68,7 @@ import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
 
+from ggsim.core import Core  # noqa: E402
 from ggsim.nucleus.kernel import Kernel  # noqa: E402
 from ggsim.nucleus.recipe import Recipe, load_recipe  # noqa: E402
 
@@ -102,16 +103,16 @@ def kernel_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def running_kernel(kernel_root: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Kernel]]:
-    """`async with running_kernel() as kernel:` a started Kernel with a short stop grace period."""
+    """`async with running_kernel() as kernel:` the Kernel of a started Core with a short stop grace period."""
 
     @contextlib.asynccontextmanager
     async def start(**kwargs: Any) -> AsyncIterator[Kernel]:
         kwargs.setdefault("stop_grace", 0.5)
-        kernel = Kernel(kernel_root, **kwargs)
-        await kernel.start()
+        core = Core(kernel_root, **kwargs)
+        await core.start()
         try:
-            yield kernel
+            yield core.kernel
         finally:
-            await kernel.stop()
+            await core.stop()
 
     return start

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ggsim.nucleus.config import ConfigStore, InvalidUpdateError, StaleUpdateError, as_java_numbers
+from ggsim.nucleus.config_merge import fill_defaults, reset_configuration
 
 DEFAULTS = {
     "InferenceInterval": "10",
@@ -156,22 +157,26 @@ def test_merge_keeps_newer_device_value(store: ConfigStore) -> None:
     assert store.get("comp.A", ["InferenceInterval"]) == "from-ipc"
 
 
-def test_reset_restores_defaults_and_removes_the_rest(store: ConfigStore) -> None:
+def test_merge_follows_the_deployment_merge_rule(store: ConfigStore) -> None:
+    events = record(store, "comp.A", [])
+    store.merge("comp.A", {"Camera": {"fps": 7}, "List": [1], "InferenceInterval": {"seconds": 10}}, timestamp=50.0)
+    store.merge("comp.A", {"List": [2, 3]}, timestamp=60.0)
+    assert store.get("comp.A", ["Camera"]) == {"url": "rtsp://cam", "fps": 7}
+    assert store.get("comp.A", ["List"]) == [2, 3]
+    assert store.get("comp.A", ["InferenceInterval"]) == {"seconds": 10}
+    assert sorted(events) == [["Camera", "fps"], ["InferenceInterval"], ["InferenceInterval", "seconds"],
+                              ["List"], ["List"]]
+
+
+def test_deployment_reset_written_by_replace_restores_defaults(store: ConfigStore) -> None:
+    # a deployment computes RESET on the plain tree (config_merge) and writes the result with replace
     store.merge("comp.A", {"InferenceInterval": "60", "Camera": {"fps": 30, "extra": 1}}, timestamp=1000.0)
     events = record(store, "comp.A", [])
-    store.reset("comp.A", ["/Camera"], DEFAULTS)
+    tree = fill_defaults(reset_configuration(store.get("comp.A", []), ["/Camera"]), DEFAULTS)
+    store.replace("comp.A", tree, timestamp=2000.0)
     assert store.get("comp.A", ["Camera"]) == DEFAULTS["Camera"]
     assert store.get("comp.A", ["InferenceInterval"]) == "60"
     assert sorted(events) == [["Camera", "extra"], ["Camera", "fps"]]
-    # a deployment merge after the reset still wins over the put-back default
-    store.merge("comp.A", {"Camera": {"fps": 12}}, timestamp=900.0)
-    assert store.get("comp.A", ["Camera", "fps"]) == 12
-    store.reset("comp.A", [""], DEFAULTS)
-    assert store.get("comp.A", []) == DEFAULTS
-    store.reset("comp.A", ["/InferenceInterval/0"], DEFAULTS)  # through a value: skipped
-    assert store.get("comp.A", []) == DEFAULTS
-    with pytest.raises(ValueError, match="JSON pointer"):
-        store.reset("comp.A", ["Camera"], DEFAULTS)
 
 
 def test_replace_drops_missing_keys_and_keeps_newer_values(store: ConfigStore) -> None:

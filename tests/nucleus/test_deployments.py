@@ -1,5 +1,6 @@
-"""Deployments end to end on a real Kernel with real processes (spec components §5): local deployments,
-configuration, removal, health, ROLLBACK and DO_NOTHING, the queue, persistence across a restart."""
+"""Deployments end to end on a real Core (kernel, store, configuration) with real processes (spec
+components §5): local deployments, configuration, removal, health, ROLLBACK and DO_NOTHING, the queue,
+persistence across a restart."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ggsim.nucleus.kernel import Kernel
+from ggsim.core import Core
 
 LINUX = {"os": "linux", "architecture": "amd64"}
 A = "com.example.A"
@@ -28,18 +29,18 @@ def run(coro: Awaitable[Any], timeout: float = 90.0) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def kernel_at(root: Path) -> AsyncIterator[Kernel]:
-    kernel = Kernel(root, ipc=False, stop_grace=0.5, platform=LINUX)
-    await kernel.start()
+async def core_at(root: Path) -> AsyncIterator[Core]:
+    core = Core(root, ipc=False, stop_grace=0.5, platform=LINUX)
+    await core.start()
     try:
-        yield kernel
+        yield core
     finally:
-        await kernel.stop()
+        await core.stop()
 
 
-async def deploy(kernel: Kernel, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    deployment_id = kernel.deployments.create(request)
-    return await kernel.deployments.wait(deployment_id, timeout)
+async def deploy(core: Core, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    deployment_id = core.deployments.create(request)
+    return await core.deployments.wait(deployment_id, timeout)
 
 
 def local(recipes: Any, add: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -56,19 +57,19 @@ def test_local_deployment_runs_components_with_resolved_configuration(tmp_path: 
     recipes.add(HELPER, "1.0.0", lifecycle={}, defaults={"Level": "low"})
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            status = await deploy(kernel, local(recipes, {A: "1.0.0"}, componentToConfiguration={
+        async with core_at(tmp_path / "gg") as core:
+            status = await deploy(core, local(recipes, {A: "1.0.0"}, componentToConfiguration={
                 A: {"MERGE": {"Interval": "60", "Extra": {"k": 1}}}}))
             assert status["status"] == "SUCCEEDED", status
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "SUCCESSFUL"
             assert int(status["createdOn"]) > 0 and status["components"] == {A: "1.0.0", HELPER: "1.0.0"}
-            details = kernel.component_details(A)
+            details = core.kernel.component_details(A)
             assert details is not None and (details["version"], details["state"]) == ("1.0.0", "RUNNING")
             assert details["configuration"] == {"Interval": "60", "Topic": "a/b", "Extra": {"k": 1.0}}
-            assert kernel.component_state(HELPER) == "FINISHED"  # empty lifecycle: NEW→…→FINISHED
-            assert kernel.config.get(HELPER, []) == {"Level": "low"}
-            assert [d["deploymentId"] for d in kernel.deployments.list()] == [status["deploymentId"]]
-            assert kernel.deployments.status("no-such-id") is None
+            assert core.kernel.component_state(HELPER) == "FINISHED"  # empty lifecycle: NEW→…→FINISHED
+            assert core.config.get(HELPER, []) == {"Level": "low"}
+            assert [d["deploymentId"] for d in core.deployments.list()] == [status["deploymentId"]]
+            assert core.deployments.status("no-such-id") is None
 
     run(scenario())
 
@@ -77,16 +78,16 @@ def test_reset_restores_the_recipe_default_on_a_later_deployment(tmp_path: Path,
     recipes.add(A, "1.0.0", lifecycle=LONG_RUN, defaults={"Interval": "10"})
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            await deploy(kernel, local(recipes, {A: "1.0.0"},
+        async with core_at(tmp_path / "gg") as core:
+            await deploy(core, local(recipes, {A: "1.0.0"},
                                        componentToConfiguration={A: {"MERGE": {"Interval": "60"}}}))
-            assert kernel.config.get(A, ["Interval"]) == "60"
+            assert core.config.get(A, ["Interval"]) == "60"
             # A later deployment without an update keeps the value; RESET brings the default back.
-            await deploy(kernel, local(recipes, {A: "1.0.0"}))
-            assert kernel.config.get(A, ["Interval"]) == "60"
-            status = await deploy(kernel, {"componentToConfiguration": {A: {"RESET": ["/Interval"]}}})
+            await deploy(core, local(recipes, {A: "1.0.0"}))
+            assert core.config.get(A, ["Interval"]) == "60"
+            status = await deploy(core, {"componentToConfiguration": {A: {"RESET": ["/Interval"]}}})
             assert status["status"] == "SUCCEEDED", status
-            assert kernel.config.get(A, ["Interval"]) == "10"
+            assert core.config.get(A, ["Interval"]) == "10"
 
     run(scenario())
 
@@ -96,16 +97,16 @@ def test_removing_a_root_stops_it_and_its_exclusive_dependencies(tmp_path: Path,
     recipes.add(HELPER, "1.0.0", lifecycle=LONG_RUN)
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            await deploy(kernel, local(recipes, {A: "1.0.0"}))
-            assert kernel.components() == [A, HELPER]
-            pids = kernel.component_pids(A)
+        async with core_at(tmp_path / "gg") as core:
+            await deploy(core, local(recipes, {A: "1.0.0"}))
+            assert core.kernel.components() == [A, HELPER]
+            pids = core.kernel.component_pids(A)
             assert pids
-            status = await deploy(kernel, {"rootComponentsToRemove": [A]})
+            status = await deploy(core, {"rootComponentsToRemove": [A]})
             assert status["status"] == "SUCCEEDED", status
-            assert kernel.components() == []
-            assert kernel.config.components() == []
-            assert kernel.deployments.groups == {}
+            assert core.kernel.components() == []
+            assert core.config.components() == []
+            assert core.deployments.groups == {}
 
     run(scenario())
 
@@ -117,23 +118,23 @@ def test_broken_component_with_rollback_restores_the_previous_deployment_exactly
     recipes.add(HELPER, "1.0.0", lifecycle=LONG_RUN)
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            first = await deploy(kernel, local(recipes, {A: "1.0.0"},
+        async with core_at(tmp_path / "gg") as core:
+            first = await deploy(core, local(recipes, {A: "1.0.0"},
                                                componentToConfiguration={A: {"MERGE": {"Interval": "60"}}}))
             assert first["status"] == "SUCCEEDED", first
-            config_before = kernel.config.snapshot()
+            config_before = core.config.snapshot()
 
-            status = await deploy(kernel, local(recipes, {A: "2.0.0"}, failureHandlingPolicy="ROLLBACK",
+            status = await deploy(core, local(recipes, {A: "2.0.0"}, failureHandlingPolicy="ROLLBACK",
                                                 componentToConfiguration={A: {"MERGE": {"Interval": "1"}}}))
             assert status["status"] == "FAILED"
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_ROLLBACK_COMPLETE"
             assert f"{A} is BROKEN" in status["failureCause"]
-            assert kernel.components() == [A]  # the helper the failed version brought is gone again
-            details = kernel.component_details(A)
+            assert core.kernel.components() == [A]  # the helper the failed version brought is gone again
+            details = core.kernel.component_details(A)
             assert details is not None and details["version"] == "1.0.0"
-            assert await kernel.wait_for_state(A, "RUNNING", 20) == "RUNNING"
-            assert kernel.config.snapshot() == config_before
-            assert kernel.deployments.groups == {"LOCAL_DEPLOYMENT": {A: "1.0.0"}}
+            assert await core.kernel.wait_for_state(A, "RUNNING", 20) == "RUNNING"
+            assert core.config.snapshot() == config_before
+            assert core.deployments.groups == {"LOCAL_DEPLOYMENT": {A: "1.0.0"}}
 
     run(scenario())
 
@@ -143,12 +144,12 @@ def test_broken_component_with_do_nothing_stays_broken(tmp_path: Path, recipes: 
     recipes.add(A, "2.0.0", lifecycle=FAILING_STARTUP)
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            await deploy(kernel, local(recipes, {A: "1.0.0"}))
-            status = await deploy(kernel, local(recipes, {A: "2.0.0"}))  # default policy: DO_NOTHING
+        async with core_at(tmp_path / "gg") as core:
+            await deploy(core, local(recipes, {A: "1.0.0"}))
+            status = await deploy(core, local(recipes, {A: "2.0.0"}))  # default policy: DO_NOTHING
             assert status["status"] == "FAILED"
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_ROLLBACK_NOT_REQUESTED"
-            details = kernel.component_details(A)
+            details = core.kernel.component_details(A)
             assert details is not None and (details["version"], details["state"]) == ("2.0.0", "BROKEN")
 
     run(scenario())
@@ -160,17 +161,17 @@ def test_a_deployment_that_cannot_be_planned_changes_nothing(tmp_path: Path, rec
                                                             "Unarchive": "ZIP"}])
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            await deploy(kernel, local(recipes, {A: "1.0.0"}))
-            pids = kernel.component_pids(A)
-            status = await deploy(kernel, local(recipes, {A: "1.1.0"}, failureHandlingPolicy="ROLLBACK"))
+        async with core_at(tmp_path / "gg") as core:
+            await deploy(core, local(recipes, {A: "1.0.0"}))
+            pids = core.kernel.component_pids(A)
+            status = await deploy(core, local(recipes, {A: "1.1.0"}, failureHandlingPolicy="ROLLBACK"))
             assert status["status"] == "FAILED"
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_NO_STATE_CHANGE"
             assert "artifact 'model.zip' of com.example.A 1.1.0" in status["failureCause"]
             assert status["deploymentStatusDetails"]["deploymentErrorTypes"] == ["ARTIFACT_ERROR"]
-            details = kernel.component_details(A)
+            details = core.kernel.component_details(A)
             assert details is not None and (details["version"], details["state"]) == ("1.0.0", "RUNNING")
-            assert kernel.component_pids(A) == pids
+            assert core.kernel.component_pids(A) == pids
 
     run(scenario())
 
@@ -180,25 +181,25 @@ def test_deployments_run_one_at_a_time_in_order(tmp_path: Path, recipes: Any) ->
     recipes.add(A, "2.0.0", lifecycle=LONG_RUN)
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            first = kernel.deployments.create(local(recipes, {A: "1.0.0"}))
-            second = kernel.deployments.create(local(recipes, {A: "2.0.0"}))
-            assert kernel.deployments.status(second)["status"] == "QUEUED"
-            done_second = await kernel.deployments.wait(second, 60)
-            assert kernel.deployments.status(first)["status"] == "SUCCEEDED"
+        async with core_at(tmp_path / "gg") as core:
+            first = core.deployments.create(local(recipes, {A: "1.0.0"}))
+            second = core.deployments.create(local(recipes, {A: "2.0.0"}))
+            assert core.deployments.status(second)["status"] == "QUEUED"
+            done_second = await core.deployments.wait(second, 60)
+            assert core.deployments.status(first)["status"] == "SUCCEEDED"
             assert done_second["status"] == "SUCCEEDED"
-            assert kernel.component_details(A)["version"] == "2.0.0"
-            assert [d["deploymentId"] for d in kernel.deployments.list()] == [first, second]
+            assert core.kernel.component_details(A)["version"] == "2.0.0"
+            assert [d["deploymentId"] for d in core.deployments.list()] == [first, second]
 
     run(scenario())
 
 
 def test_bad_request_is_refused_at_create(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
+        async with core_at(tmp_path / "gg") as core:
             with pytest.raises(ValueError, match="failureHandlingPolicy: 'Rollback' is not ROLLBACK or DO_NOTHING"):
-                kernel.deployments.create({"failureHandlingPolicy": "Rollback"})
-            assert kernel.deployments.list() == []
+                core.deployments.create({"failureHandlingPolicy": "Rollback"})
+            assert core.deployments.list() == []
 
     run(scenario())
 
@@ -209,22 +210,22 @@ def test_a_restarted_ggsim_comes_back_with_the_same_components(tmp_path: Path, r
     root = tmp_path / "gg"
 
     async def first_life() -> str:
-        async with kernel_at(root) as kernel:
-            status = await deploy(kernel, local(recipes, {A: "1.0.0"},
+        async with core_at(root) as core:
+            status = await deploy(core, local(recipes, {A: "1.0.0"},
                                                 componentToConfiguration={A: {"MERGE": {"Interval": "42"}}}))
             assert status["status"] == "SUCCEEDED", status
-            kernel.config.update(A, [], {"Runtime": "set over IPC"}, timestamp=kernel.config.timestamp(A) + 1)
+            core.config.update(A, [], {"Runtime": "set over IPC"}, timestamp=core.config.timestamp(A) + 1)
             return status["deploymentId"]
 
     async def second_life(deployment_id: str) -> None:
-        async with kernel_at(root) as kernel:
-            states = await kernel.wait_healthy([A, HELPER], 30)
+        async with core_at(root) as core:
+            states = await core.kernel.wait_healthy([A, HELPER], 30)
             assert states == {A: "RUNNING", HELPER: "RUNNING"}
-            assert kernel.component_details(A)["version"] == "1.0.0"
-            assert kernel.config.get(A, []) == {"Interval": "42", "Runtime": "set over IPC"}
-            assert [(d["deploymentId"], d["status"]) for d in kernel.deployments.list()] == [
+            assert core.kernel.component_details(A)["version"] == "1.0.0"
+            assert core.config.get(A, []) == {"Interval": "42", "Runtime": "set over IPC"}
+            assert [(d["deploymentId"], d["status"]) for d in core.deployments.list()] == [
                 (deployment_id, "SUCCEEDED")]
-            assert kernel.deployments.groups == {"LOCAL_DEPLOYMENT": {A: "1.0.0"}}
+            assert core.deployments.groups == {"LOCAL_DEPLOYMENT": {A: "1.0.0"}}
 
     deployment_id = run(first_life())
     state_files = sorted(p.name for p in (root / "deployments").iterdir())
@@ -240,20 +241,20 @@ def test_cloud_deployment_body_replaces_its_targets_roots(tmp_path: Path, recipe
     arn = "arn:aws:iot:us-east-1:123456789012:thinggroup/cameras"
 
     async def scenario() -> None:
-        async with kernel_at(tmp_path / "gg") as kernel:
-            await deploy(kernel, local(recipes, {HELPER: "1.0.0"}))
-            status = await deploy(kernel, {
+        async with core_at(tmp_path / "gg") as core:
+            await deploy(core, local(recipes, {HELPER: "1.0.0"}))
+            status = await deploy(core, {
                 "targetArn": arn, "recipeDirectoryPath": str(recipes.dir),
                 "components": {A: {"componentVersion": "1.0.0",
                                    "configurationUpdate": {"merge": '{"Interval": 60}'}}},
             })
             assert status["status"] == "SUCCEEDED", status
-            assert kernel.config.get(A, ["Interval"]) == 60  # the cloud path keeps JSON integers
-            assert kernel.deployments.groups == {"LOCAL_DEPLOYMENT": {HELPER: "1.0.0"},
+            assert core.config.get(A, ["Interval"]) == 60  # the cloud path keeps JSON integers
+            assert core.deployments.groups == {"LOCAL_DEPLOYMENT": {HELPER: "1.0.0"},
                                                  "thinggroup/cameras": {A: "1.0.0"}}
             # A new revision for the same target without A removes A; the local group's roots stay.
-            status = await deploy(kernel, {"targetArn": arn, "components": {}})
+            status = await deploy(core, {"targetArn": arn, "components": {}})
             assert status["status"] == "SUCCEEDED", status
-            assert kernel.components() == [HELPER]
+            assert core.kernel.components() == [HELPER]
 
     run(scenario())

@@ -518,7 +518,7 @@ def test_component_environment_and_setenv_through_the_kernel(
             await kernel.wait_for_state("env.Dump", "FINISHED", T)
             env = json.loads((work(kernel, "env.Dump") / "env.json").read_text())
             assert kernel.tokens.lookup(env["SVCUID"]) == "env.Dump"
-            assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == str(kernel.socket_path)
+            assert env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"] == str(kernel.root / "ipc.socket")
             assert (env["AWS_IOT_THING_NAME"], env["AWS_REGION"]) == ("thing-9", "eu-central-1")
             assert (env["LEVEL"], env["ONLY_LIFECYCLE"]) == ("step", "yes")
 

@@ -17,9 +17,9 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..eventstream.codec import FrameError
+from ..eventstream.codec import MAX_MESSAGE_SIZE, FrameError
 from ..eventstream.rpc import (
     PROTOCOL_VERSION,
     SHAPE_PREFIX,
@@ -31,10 +31,8 @@ from ..eventstream.rpc import (
     StreamClosed,
 )
 from .auth import Authorizer
+from .backend import IpcBackend
 from .errors import IpcError, ServiceError
-
-if TYPE_CHECKING:
-    from ..nucleus.kernel import Kernel
 
 log = logging.getLogger("ggsim.ipc")
 
@@ -98,10 +96,6 @@ class Call:
         self._on_close: list[Callable[[], None]] = []
         self.closed = False
         self.dropped = 0
-
-    @property
-    def kernel(self) -> Kernel:
-        return self.conn.server.kernel
 
     @property
     def server(self) -> IpcServer:
@@ -234,9 +228,8 @@ class Connection:
             self.server.stats.protocol_errors += 1
             reason = f"protocol error: {exc}"
             level = logging.WARNING
-            reply = getattr(exc, "reply", b"")
-            if reply:
-                self.write(reply)
+            if isinstance(exc, ProtocolError) and exc.reply:
+                self.write(exc.reply)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             reason = f"connection lost: {exc}"
         finally:
@@ -274,7 +267,7 @@ class Connection:
     def _connect(self, event: Connect) -> None:
         component = None
         if event.version == PROTOCOL_VERSION:
-            component = self.server.kernel.tokens.lookup(event.auth_token)
+            component = self.server.backend.tokens.lookup(event.auth_token)
         if component is None:
             why = ("unsupported :version " + repr(event.version) if event.version != PROTOCOL_VERSION
                    else "missing or unknown authToken")
@@ -348,21 +341,19 @@ class Connection:
 
 
 class IpcServer:
-    """Serves Greengrass IPC on `kernel.socket_path` for the components the kernel runs."""
+    """Serves Greengrass IPC on `backend.socket_path` for the components the nucleus runs."""
 
-    def __init__(self, kernel: Kernel, *, max_buffer: int = DEFAULT_MAX_BUFFER,
+    def __init__(self, backend: IpcBackend, *, max_buffer: int = DEFAULT_MAX_BUFFER,
                  max_message_size: int | None = None) -> None:
-        from ..eventstream.codec import MAX_MESSAGE_SIZE
-        from .services import build_services
+        from .services import build_services  # the services import this module (Service, Call, Operation)
 
-        self.kernel = kernel
-        self.socket_path = Path(kernel.socket_path)
+        self.backend = backend
+        self.socket_path = Path(backend.socket_path)
         self.max_buffer = max_buffer
         self.max_message_size = max_message_size or MAX_MESSAGE_SIZE
         self.stats = Stats()
-        config = kernel.config
-        revision = (lambda: config.revision) if hasattr(config, "revision") else None
-        self.authorizer = Authorizer(config.access_control, revision)
+        config = backend.config
+        self.authorizer = Authorizer(config.access_control, lambda: config.revision)
         self.connections: set[Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._short_dir: Path | None = None
@@ -422,8 +413,8 @@ class Service:
         self.server = server
 
     @property
-    def kernel(self) -> Kernel:
-        return self.server.kernel
+    def backend(self) -> IpcBackend:
+        return self.server.backend
 
     def operations(self) -> list[Operation]:
         raise NotImplementedError

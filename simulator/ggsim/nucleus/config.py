@@ -10,7 +10,8 @@ Writes:
   ``value_to_merge`` is written only if its value differs and the request timestamp is not older than the
   leaf's; afterwards, if the node at ``key_path`` is newer than the request, :class:`StaleUpdateError` is
   raised (leaves that were not stale stay written, as on the Java nucleus).
-* :meth:`merge`, :meth:`reset`, :meth:`replace` — deployment-time writes (spec components §4.1).
+* :meth:`replace` — a deployment's write of a whole configuration (spec components §4.1), computed with
+  the MERGE/RESET rules of :mod:`ggsim.nucleus.config_merge`; :meth:`merge` applies one MERGE that way.
 
 Subscribers (:meth:`subscribe`) are plain synchronous callables, called on the caller's thread (the
 loop) after a write has completed, once per changed or removed leaf, with the leaf's path relative to
@@ -45,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ggsim.nucleus import config_merge
 
 __all__ = [
     "ConfigStore",
@@ -319,53 +322,14 @@ class ConfigStore:
             raise StaleUpdateError(component, target_path, ts, modified)
 
     def merge(self, component: str, value: Mapping[str, Any], timestamp: float | None = None) -> None:
-        """Deployment merge: objects merge recursively, lists and scalars replace; a node with a newer
-        timestamp than ``timestamp`` (default now) is kept."""
+        """Deployment MERGE of ``value`` into ``component``'s configuration (the rule of
+        :func:`ggsim.nucleus.config_merge.merge_configuration`), written as :meth:`replace` writes: a
+        leaf with a newer timestamp than ``timestamp`` (default now) is kept."""
         if not isinstance(value, Mapping):
             raise ValueError(f"configuration merge for {component}: expected a mapping, got {type(value).__name__}")
-        ts = time.time() if timestamp is None else float(timestamp)
-        tree = self._trees.setdefault(component, _Container(ts))
-        changes: list[KeyPath] = []
-        self._merge_into(tree, [], value, ts, changes, [tree])
-        self._changed(component, changes)
-
-    def reset(
-        self,
-        component: str,
-        paths: Iterable[str],
-        defaults: Mapping[str, Any] | None,
-        timestamp: float | None = None,
-    ) -> None:
-        """Deployment reset: remove each JSON-pointer node (``""`` = everything) and put back the recipe
-        default found at that pointer, if any, with the defaults' timestamp (1 unless ``timestamp`` is given,
-        so that the deployment's own merge still wins). Pointers into a list or through a value are logged
-        and skipped, as the nucleus does."""
-        ts = DEFAULTS_TIMESTAMP if timestamp is None else float(timestamp)
-        defaults_tree = _build(defaults or {}, ts)
-        old = self._trees.get(component)
-        new = copy.deepcopy(old) if old is not None else _Container(ts)
-        for pointer in paths:
-            key_path = parse_pointer(pointer)
-            if not key_path:
-                new = copy.deepcopy(defaults_tree)  # type: ignore[assignment]
-                continue
-            parent: _Node = new
-            for part in key_path[:-1]:
-                if not isinstance(parent, _Container) or part not in parent.children:
-                    parent = None  # type: ignore[assignment]
-                    break
-                parent = parent.children[part]
-            if not isinstance(parent, _Container):
-                log.error("reset of %s: pointer %r does not name a configuration node; skipped", component, pointer)
-                continue
-            parent.children.pop(key_path[-1], None)
-            parent.ts = max(parent.ts, ts)
-            default: _Node | None = defaults_tree
-            for part in key_path:
-                default = default.children.get(part) if isinstance(default, _Container) else None
-            if default is not None:
-                parent.children[key_path[-1]] = copy.deepcopy(default)
-        self._swap(component, old, new)
+        tree = self._trees.get(component)
+        current = _plain(tree) if tree is not None else {}
+        self.replace(component, config_merge.merge_configuration(current, value), timestamp)
 
     def replace(self, component: str, tree: Mapping[str, Any], timestamp: float | None = None) -> None:
         """Deployment REPLACE: ``configuration`` becomes ``tree``; keys not in it vanish; leaves take

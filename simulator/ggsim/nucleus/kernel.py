@@ -1,9 +1,8 @@
-"""Kernel: owns the simulator's loop-level parts and the components' lifecycles and their order.
+"""Kernel: the components, their lifecycles and their order.
 
-``Kernel(root)`` → ``await start()`` lays out the Greengrass root (Store), creates the ConfigStore
-(``<root>/config/effectiveConfig.yaml``), the TokenRegistry, the IPC server on ``<root>/ipc.socket``, the
-IoT Core stand-in (or bridge) and the DeploymentManager, which re-applies the persisted deployment.
-``await stop()`` stops the components dependers-first, then the server.
+The kernel runs one ComponentService (lifecycle.py) per component and keeps them in dependency order. It is
+built by the composition root (ggsim.core) with what it needs: the configuration store, the logs, the
+process runner and the token registry (to revoke a removed component's token).
 
 For deployments: ``await apply(target)`` makes exactly the components of ``target`` run at those recipes
 (spec components §1.7, §4.2, §5.4): new ones start; a version or Install/Bootstrap change reinstalls; any
@@ -13,7 +12,12 @@ reinstalled; components not in ``target`` are stopped (Uninstall runs) and forgo
 are interpolated here, against the configuration the deployment has already written.
 ``await wait_healthy(names, timeout)`` then waits as spec §5.4 step 8 says.
 
-Tests and tools wait on state changes with ``await wait_for_state(name, states, timeout, since=...)``.
+State events: every transition reaches ``on_state_change`` (HARD dependers restart, listeners are called);
+tests and tools wait with ``await wait_for_state(name, states, timeout, since=...)``.
+
+For IPC: ``report_state``, ``list_components``, ``component_details``, ``restart_component``,
+``stop_component``, ``pause_component``, ``resume_component``. ``await stop()`` stops every component,
+dependers first, and writes effectiveConfig.yaml.
 """
 
 from __future__ import annotations
@@ -26,18 +30,14 @@ import logging
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import ggsim
+from typing import Any, Protocol
 
 from .config import ConfigStore
 from .lifecycle import READY_STATES, ComponentService, State
 from .process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
+from .recipe import Recipe, VariableContext, configuration_reader, interpolate_setenv, interpolate_step
 
-if TYPE_CHECKING:
-    from .recipe import Recipe
-
-__all__ = ["Kernel", "StateListener"]
+__all__ = ["Kernel", "StateListener", "TokenRevoker"]
 
 log = logging.getLogger(__name__)
 
@@ -47,117 +47,47 @@ REINSTALL_STEPS = ("install", "bootstrap")
 IGNORED_STEPS = ("shutdown",)
 
 
+class TokenRevoker(Protocol):
+    """The SVCUID tokens: a removed component's token stops working."""
+
+    def revoke(self, component: str) -> None: ...
+
+
 class Kernel:
-    """The nucleus: components, their lifecycles and the services around them."""
+    """The components, their lifecycles and their order (see the module docstring)."""
 
     def __init__(
         self,
-        root: Path | str,
         *,
-        thing_name: str = "ggsim-core",
-        region: str = "us-east-1",
-        mqtt_broker: str | None = None,
+        root: Path,
+        thing_name: str,
+        config: ConfigStore,
+        logs: GreengrassLogs,
+        runner: ProcessRunner,
+        tokens: TokenRevoker,
         stop_grace: float = DEFAULT_GRACE,
         timeouts: Mapping[str, float] | None = None,
-        platform: Mapping[str, str] | None = None,
-        root_ca_path: str = "",
-        ipc: bool = True,
     ) -> None:
-        self.root = Path(root).resolve()
+        self.root = root
         self.thing_name = thing_name
-        self.region = region
-        self.mqtt_broker = mqtt_broker
-        self.socket_path = self.root / "ipc.socket"
-        self.nucleus_version = ggsim.NUCLEUS_VERSION
+        self.config = config
+        self.logs = logs
+        self.runner = runner
+        self.tokens = tokens
         self.stop_grace = stop_grace
         self.timeouts = dict(timeouts or {})
-        self.root_ca_path = root_ca_path
-        self._ipc_enabled = ipc
-        if platform is None:
-            from .platform import detect_platform
-
-            platform = detect_platform()
-        self.platform: dict[str, str] = dict(platform)
-        self.builtin_components: dict[str, str] = {}
-        self.store: Any = None
-        self.config = ConfigStore(self.root / "config" / "effectiveConfig.yaml")
-        self.tokens: Any = _make_tokens()
-        self.logs = GreengrassLogs(self.root / "logs")
-        self.runner = ProcessRunner(
-            root=self.root, socket_path=self.socket_path, thing_name=thing_name, region=region,
-            tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
-        )
-        self.iotcore: Any = None
-        self.ipc_server: Any = None
-        self.deployments: Any = None
-        self.update_hub: Any = None
-        self.validation_hub: Any = None
         self._services: dict[str, ComponentService] = {}
         self._history: dict[str, list[str]] = {}
         self._listeners: list[StateListener] = []
         self._changed: asyncio.Event | None = None
-        self._started = False
-
-    # ------------------------------------------------------------ start / stop
-
-    async def start(self) -> None:
-        """Lay out the root, start IoT Core, the IPC server and the deployments (restoring the last one)."""
-        from .store import Store
-
-        self.store = Store(self.root)
-        self._changed = asyncio.Event()
-        self.logs.kernel("INFO", "com.aws.greengrass.lifecyclemanager.Kernel", "system-start",
-                         "ggsim nucleus starting",
-                         {"root": self.root, "thingName": self.thing_name, "version": self.nucleus_version})
-        self._started = True
-        try:
-            from ggsim.iotcore import make_iotcore
-
-            self.iotcore = make_iotcore(self.mqtt_broker, client_id=self.thing_name)
-            await self.iotcore.start()
-            if self._ipc_enabled:
-                from ggsim.ipc.server import IpcServer
-
-                self.ipc_server = IpcServer(self)
-                await self.ipc_server.start()
-            from .deployment import DeploymentManager
-
-            self.deployments = DeploymentManager(self)
-            await self.deployments.restore()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def stop(self) -> None:
-        """Stop every component (dependers before their dependencies), then the deployments and server."""
-        if self.deployments is not None and hasattr(self.deployments, "close"):
-            with contextlib.suppress(Exception):
-                await self.deployments.close()
+        """Stop every component (dependers before their dependencies) and write effectiveConfig.yaml."""
         for name in reversed(self._start_order(self._services)):
             service = self._services.get(name)
             if service is not None:
                 await service.close(timeout=max(30.0, self.stop_grace * 4))
-        if self.ipc_server is not None:
-            with contextlib.suppress(Exception):
-                await self.ipc_server.close()
-            self.ipc_server = None
-        if self.iotcore is not None:
-            with contextlib.suppress(Exception):
-                await self.iotcore.stop()
-            self.iotcore = None
         self.config.flush()
-        if self._started:
-            self.logs.kernel("INFO", "com.aws.greengrass.lifecyclemanager.Kernel", "system-shutdown",
-                             "ggsim nucleus stopped")
-        self._started = False
-        self.logs.close()
-
-    async def __aenter__(self) -> Kernel:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -------------------------------------------------------------- deployments
 
@@ -201,8 +131,7 @@ class Kernel:
             await service.uninstall()
             del self._services[name]
             self.config.set_service_info(name, None)
-            with contextlib.suppress(Exception):
-                self.tokens.revoke(name)
+            self.tokens.revoke(name)
             self.logs.component(name, "INFO", "service-removed", "", {"serviceName": name})
             self._notify()
 
@@ -430,8 +359,6 @@ class Kernel:
         return order
 
     def _interpolated(self, recipe: Recipe, versions: Mapping[str, str]) -> Recipe:
-        from .recipe import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
-
         def read_tree(component: str) -> Any:
             return self.config.get(component, [])
 
@@ -447,12 +374,6 @@ class Kernel:
             lifecycle={key: interpolate_step(step, ctx) for key, step in recipe.lifecycle.items()},
             lifecycle_setenv=interpolate_setenv(recipe.lifecycle_setenv, ctx),
         )
-
-
-def _make_tokens() -> Any:
-    from ggsim.ipc.auth import TokenRegistry
-
-    return TokenRegistry()
 
 
 def _service_info(recipe: Recipe) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-import os
 from typing import Any
 
+from ...nucleus.deployment import document
 from ..errors import (
     InvalidArgumentsError,
     InvalidArtifactsDirectoryPathError,
@@ -50,48 +49,44 @@ class ComponentsService(Service):
 
     def list_components(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         self._check(call, "ListComponents", "*")
-        return {"components": without_nulls(self.kernel.list_components())}
+        return {"components": without_nulls(self.backend.components.list_components())}
 
     def get_details(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         name = self._name(call, request, "GetComponentDetails")
-        details = self.kernel.component_details(name)
+        details = self.backend.components.component_details(name)
         if details is None:
             raise ResourceNotFoundError(f"Component with name {name} not found in Greengrass",
                                         resourceType="Component", resourceName=name)
         return {"componentDetails": without_nulls(details)}
 
-    async def _lifecycle(self, call: Call, request: dict[str, Any], operation: str, key: str) -> dict[str, Any]:
+    def _lifecycle(self, call: Call, request: dict[str, Any], operation: str, key: str) -> dict[str, Any]:
         name = self._name(call, request, operation)
-        if self.kernel.component_details(name) is None:
+        if self.backend.components.component_details(name) is None:
             raise ResourceNotFoundError(f"Component with name {name} not found in Greengrass",
                                         resourceType="Component", resourceName=name)
-        method = self.kernel.restart_component if operation == "RestartComponent" else self.kernel.stop_component
-        outcome = method(name)
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
+        components = self.backend.components
+        method = components.restart_component if operation == "RestartComponent" else components.stop_component
+        if method(name):
             return {key: "SUCCEEDED"}
         return {key: "FAILED", "message": f"{operation} of {name} was not accepted"}
 
-    async def restart(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._lifecycle(call, request, "RestartComponent", "restartStatus")
+    def restart(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        return self._lifecycle(call, request, "RestartComponent", "restartStatus")
 
-    async def stop(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._lifecycle(call, request, "StopComponent", "stopStatus")
+    def stop(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+        return self._lifecycle(call, request, "StopComponent", "stopStatus")
 
-    async def create_deployment(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    def create_deployment(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         self._check(call, "CreateLocalDeployment", "*")
-        recipes = request.get("recipeDirectoryPath")
-        if recipes and not os.path.isdir(recipes):
-            raise InvalidRecipeDirectoryPathError(f"recipe directory {recipes} does not exist or is not a folder")
-        artifacts = request.get("artifactsDirectoryPath")
-        if artifacts and not os.path.isdir(artifacts):
-            raise InvalidArtifactsDirectoryPathError(
-                f"artifacts directory {artifacts} does not exist or is not a folder")
         try:
-            deployment_id = self.kernel.deployments.create(request)
-            if inspect.isawaitable(deployment_id):
-                deployment_id = await deployment_id
+            deployment_id = self.backend.deployments.create(request)
+        except document.InvalidRecipeDirectoryPathError:
+            raise InvalidRecipeDirectoryPathError(
+                f"recipe directory {request.get('recipeDirectoryPath')} does not exist or is not a folder") from None
+        except document.InvalidArtifactsDirectoryPathError:
+            raise InvalidArtifactsDirectoryPathError(
+                f"artifacts directory {request.get('artifactsDirectoryPath')} does not exist or is not a folder"
+            ) from None
         except ValueError as exc:
             raise InvalidArgumentsError(str(exc)) from None
         return {"deploymentId": deployment_id}
@@ -101,7 +96,7 @@ class ComponentsService(Service):
         if not deployment_id:
             raise InvalidArgumentsError("Deployment ID is required")
         self._check(call, "GetLocalDeploymentStatus", deployment_id)
-        status = self.kernel.deployments.status(deployment_id)
+        status = self.backend.deployments.status(deployment_id)
         if status is None:
             raise ResourceNotFoundError(f"Cannot find deployment: {deployment_id}", resourceType="LocalDeployment",
                                         resourceName=deployment_id)
@@ -109,4 +104,4 @@ class ComponentsService(Service):
 
     def list_deployments(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         self._check(call, "ListLocalDeployments", "*")
-        return {"localDeployments": without_nulls(self.kernel.deployments.list())}
+        return {"localDeployments": without_nulls(self.backend.deployments.list())}

@@ -88,7 +88,7 @@ class IotCoreService(Service):
             if request.get("correlationData") is not None else None,
             timestamp=time.time())
         try:
-            await self.kernel.iotcore.publish(message)
+            await self.backend.iotcore.publish(message)
         except IotCoreError as exc:
             raise ServiceError(f"Publish to topic {topic} failed: {exc}") from None
         return {}
@@ -103,7 +103,7 @@ class IotCoreService(Service):
         if problem:
             raise ServiceError(f"Subscribe to topic {topic} failed with error {problem}")
         try:
-            sub = await self.kernel.iotcore.subscribe(topic, qos, lambda m: call.send_event(message_event(m)))
+            sub = await self.backend.iotcore.subscribe(topic, qos, lambda m: call.send_event(message_event(m)))
         except IotCoreError as exc:
             raise ServiceError(f"Subscribe to topic {topic} failed with error {exc}") from None
         call.on_close(sub.cancel)

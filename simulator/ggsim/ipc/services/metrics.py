@@ -7,14 +7,14 @@ import time
 from typing import Any
 
 from ..errors import InvalidArgumentsError, UnauthorizedError
-from ..server import Call, Operation, Service
+from ..server import Call, IpcServer, Operation, Service
 
 SERVICE_ID = "aws.greengrass.ipc.componentmetric"
 UNITS = frozenset({"BYTES", "BYTES_PER_SECOND", "COUNT", "COUNT_PER_SECOND", "MEGABYTES", "SECONDS"})
 
 
 class MetricsService(Service):
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: IpcServer) -> None:
         super().__init__(server)
         #: (time, component, name, unit, value), newest last
         self.recorded: collections.deque[tuple[float, str, str, str, float]] = collections.deque(maxlen=10_000)

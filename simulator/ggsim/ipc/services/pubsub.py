@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgumentsError
-from ..server import Call, Operation, Service
+from ..server import Call, IpcServer, Operation, Service
 
 SERVICE_ID = "aws.greengrass.ipc.pubsub"
 RECEIVE_ALL = "RECEIVE_ALL_MESSAGES"
@@ -100,7 +100,7 @@ class LocalBus:
 
 
 class PubSubService(Service):
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: IpcServer) -> None:
         super().__init__(server)
         self.bus = LocalBus()
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..errors import ConflictError, InvalidArgumentsError, ResourceNotFoundError
-from ..server import Call, Operation, Service
+from ..server import Call, IpcServer, Operation, Service
 
 SERVICE_ID = "aws.greengrass.ShadowManager"
 MAX_DOCUMENT = 8 * 1024  # IoT shadow document size limit for the state
@@ -94,7 +94,7 @@ def _resource(thing: str, name: str) -> str:
 
 
 class ShadowService(Service):
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: IpcServer) -> None:
         super().__init__(server)
         self.store = ShadowStore()
 

@@ -21,6 +21,6 @@ class TokenService(Service):
         token = request.get("token")
         if not token:
             raise InvalidArgumentsError("token is required")
-        if self.kernel.tokens.lookup(token) is None:
+        if self.backend.tokens.lookup(token) is None:
             raise InvalidTokenError("Invalid token used by stream manager when trying to authorize")
         return {"isValid": True}

@@ -1,0 +1,137 @@
+"""The composition root: one simulated Greengrass core device, built from its parts and wired together.
+
+This is the only module that knows every part. It builds them in dependency order and hands each exactly
+what it needs; no part reaches for another through a shared object:
+
+    Store                 <root> layout, recipes, artifacts                    (nucleus)
+    ConfigStore           <root>/config/effectiveConfig.yaml                   (nucleus)
+    TokenRegistry         SVCUID tokens: issued by the runner, revoked by the kernel, looked up by IPC
+    GreengrassLogs        <root>/logs
+    ProcessRunner         lifecycle scripts with the component environment     (nucleus)
+    Kernel                the components and their order                       (nucleus)
+    UpdateHub,            what a deployment tells and asks the components      (nucleus.deployment)
+    ValidationHub
+    DeploymentManager     the deployment queue, rollback, persistence          (nucleus.deployment)
+    IotCore               embedded stand-in or bridge to a real broker         (iotcore)
+    IpcServer             <root>/ipc.socket, over an IpcBackend of the above   (ipc)
+
+``Core(root, ...)`` → ``await start()`` starts IoT Core, the IPC server and the deployments (re-applying
+the persisted deployment); ``await stop()`` stops the deployments, the components (dependers first), the
+IPC server and IoT Core. ``ggsim up``, the tests and the benchmark all start ggsim this way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import NUCLEUS_VERSION
+from .iotcore import IotCore, make_iotcore
+from .ipc.auth import TokenRegistry
+from .ipc.backend import IpcBackend
+from .ipc.server import IpcServer
+from .nucleus.config import ConfigStore
+from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
+from .nucleus.kernel import Kernel
+from .nucleus.platform import detect_platform
+from .nucleus.process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
+from .nucleus.store import Store
+
+__all__ = ["Core"]
+
+KERNEL_LOGGER = "com.aws.greengrass.lifecyclemanager.Kernel"
+
+
+class Core:
+    """One simulated core device: its parts (public attributes) and their start and stop."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        thing_name: str = "ggsim-core",
+        region: str = "us-east-1",
+        mqtt_broker: str | None = None,
+        stop_grace: float = DEFAULT_GRACE,
+        timeouts: Mapping[str, float] | None = None,
+        platform: Mapping[str, str] | None = None,
+        root_ca_path: str = "",
+        ipc: bool = True,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.thing_name = thing_name
+        self.region = region
+        self.socket_path = self.root / "ipc.socket"
+        self.platform: dict[str, str] = dict(platform) if platform is not None else detect_platform()
+        self.store = Store(self.root)
+        self.config = ConfigStore(self.root / "config" / "effectiveConfig.yaml")
+        self.tokens = TokenRegistry()
+        self.logs = GreengrassLogs(self.root / "logs")
+        self.runner = ProcessRunner(
+            root=self.root, socket_path=self.socket_path, thing_name=thing_name, region=region,
+            tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
+        )
+        self.kernel = Kernel(
+            root=self.root, thing_name=thing_name, config=self.config, logs=self.logs, runner=self.runner,
+            tokens=self.tokens, stop_grace=stop_grace, timeouts=timeouts,
+        )
+        self.update_hub = UpdateHub()
+        self.validation_hub = ValidationHub()
+        self.deployments = DeploymentManager(
+            store=self.store, config=self.config, kernel=self.kernel, update_hub=self.update_hub,
+            validation_hub=self.validation_hub, platform=self.platform, nucleus_version=NUCLEUS_VERSION,
+        )
+        self.iotcore: IotCore = make_iotcore(mqtt_broker, client_id=thing_name)
+        self.ipc_server: IpcServer | None = None
+        if ipc:
+            self.ipc_server = IpcServer(IpcBackend(
+                socket_path=self.socket_path, tokens=self.tokens, config=self.config, iotcore=self.iotcore,
+                components=self.kernel, deployments=self.deployments, update_hub=self.update_hub,
+                validation_hub=self.validation_hub,
+            ))
+        self._started = False
+        #: What start() has started, so that stop() (also after a failed start) stops exactly that.
+        self._running: set[str] = set()
+
+    async def start(self) -> None:
+        """Start IoT Core, the IPC server and the deployments (re-applying the persisted deployment)."""
+        self.logs.kernel("INFO", KERNEL_LOGGER, "system-start", "ggsim nucleus starting",
+                         {"root": self.root, "thingName": self.thing_name, "version": NUCLEUS_VERSION})
+        self._started = True
+        try:
+            await self.iotcore.start()
+            self._running.add("iotcore")
+            if self.ipc_server is not None:
+                await self.ipc_server.start()
+                self._running.add("ipc")
+            self._running.add("deployments")  # from here on, stop() persists the deployment state
+            await self.deployments.restore()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop the deployments, every component (dependers first), the IPC server and IoT Core."""
+        if "deployments" in self._running:
+            with contextlib.suppress(Exception):
+                await self.deployments.close()
+        await self.kernel.stop()
+        if self.ipc_server is not None and "ipc" in self._running:
+            with contextlib.suppress(Exception):
+                await self.ipc_server.close()
+        if "iotcore" in self._running:
+            with contextlib.suppress(Exception):
+                await self.iotcore.stop()
+        self._running.clear()
+        if self._started:
+            self.logs.kernel("INFO", KERNEL_LOGGER, "system-shutdown", "ggsim nucleus stopped")
+        self._started = False
+        self.logs.close()
+
+    async def __aenter__(self) -> Core:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,388 @@
+"""The deployment service: one deployment at a time from a queue, activation, rollback, persistence.
+
+`DeploymentManager` takes a request (`create`), validates it (document.py) and queues it; its worker plans
+each deployment (plan.py), asks the components when the deployment is a cloud one (component_hubs.py),
+writes the configurations, has the kernel apply the new target and waits for it to be healthy, and on
+failure rolls back or not as the document says. Groups, target, configuration snapshot and history are
+persisted under the root, so a restart of ggsim re-applies the last deployment (`restore`).
+
+What it needs from the kernel is `ComponentKernel`: make a target run, and wait for it to be healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import ggsim
+from ggsim.nucleus.config import ConfigStore
+from ggsim.nucleus.recipe import Recipe, RecipeError
+from ggsim.nucleus.store import Store, StoreError
+
+from .component_hubs import UpdateHub, ValidationHub
+from .document import DeploymentDocument, parse_request
+from .plan import DeploymentError, DeploymentPlan, plan_deployment
+
+__all__ = ["ComponentKernel", "DeploymentManager", "builtin_components"]
+
+log = logging.getLogger(__name__)
+
+NUCLEUS_COMPONENT = "aws.greengrass.Nucleus"
+CLI_COMPONENT = "aws.greengrass.Cli"  # ggsim serves the CLI's IPC operations itself
+HEALTHY_STATES = ("RUNNING", "FINISHED")
+TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED")
+HISTORY_LIMIT = 50
+STATE_FILE = "ggsim-state.json"
+HISTORY_FILE = "ggsim-history.json"
+CONFIG_SNAPSHOT_FILE = "ggsim-config-snapshot.json"
+
+
+class ComponentKernel(Protocol):
+    """The kernel as a deployment sees it (ggsim.nucleus.kernel.Kernel is one)."""
+
+    async def apply(self, target: Mapping[str, Recipe]) -> None:
+        """Make exactly these components run at these recipes."""
+        ...
+
+    async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
+        """The state of each named component once each is RUNNING, FINISHED or BROKEN, or at the timeout."""
+        ...
+
+
+def builtin_components(nucleus_version: str) -> dict[str, str]:
+    """Components ggsim itself provides: a deployment that lists them gets them without a recipe."""
+    return {NUCLEUS_COMPONENT: nucleus_version, CLI_COMPONENT: nucleus_version}
+
+
+def _now_ms_text(seconds: float) -> str:
+    return str(int(seconds * 1000))
+
+
+class DeploymentManager:
+    """One deployment at a time from a queue, with persisted state and history."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config: ConfigStore,
+        kernel: ComponentKernel,
+        update_hub: UpdateHub,
+        validation_hub: ValidationHub,
+        platform: Mapping[str, str],
+        nucleus_version: str = ggsim.NUCLEUS_VERSION,
+        health_timeout: float = 600.0,
+    ) -> None:
+        self.store = store
+        self._config = config
+        self._kernel = kernel
+        self._update_hub = update_hub
+        self._validation_hub = validation_hub
+        self._platform = dict(platform)
+        self._builtin = builtin_components(nucleus_version)
+        self.health_timeout = health_timeout
+        self._groups: dict[str, dict[str, str]] = {}
+        self._target: dict[str, Recipe] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
+        self._done: dict[str, asyncio.Event] = {}
+        self._queue: asyncio.Queue[DeploymentDocument] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------- public API
+
+    @property
+    def groups(self) -> dict[str, dict[str, str]]:
+        """Root components per deployment group (group -> name -> version)."""
+        return copy.deepcopy(self._groups)
+
+    @property
+    def target(self) -> dict[str, Recipe]:
+        """The components the last deployment left running (name -> recipe)."""
+        return dict(self._target)
+
+    def create(self, request: Mapping[str, Any]) -> str:
+        """Validate and queue a deployment; returns its id. Raises `DeploymentRequestError` for a bad request."""
+        doc = parse_request(request)
+        self._ensure_worker()
+        record = {
+            "deploymentId": doc.deployment_id,
+            "status": "QUEUED",
+            "createdOn": _now_ms_text(doc.created_on),
+            "groupName": doc.group,
+        }
+        self._records[doc.deployment_id] = record
+        self._order.append(doc.deployment_id)
+        self._done[doc.deployment_id] = asyncio.Event()
+        self._trim_history()
+        assert self._queue is not None
+        self._queue.put_nowait(doc)
+        return doc.deployment_id
+
+    def status(self, deployment_id: str) -> dict[str, Any] | None:
+        record = self._records.get(deployment_id)
+        return copy.deepcopy(record) if record is not None else None
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every remembered deployment, oldest first."""
+        return [copy.deepcopy(self._records[i]) for i in self._order]
+
+    async def wait(self, deployment_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until the deployment has finished (SUCCEEDED or FAILED); returns its status."""
+        event = self._done.get(deployment_id)
+        if event is None:
+            raise KeyError(f"no deployment with id {deployment_id!r}")
+        await asyncio.wait_for(event.wait(), timeout)
+        return self.status(deployment_id) or {}
+
+    async def restore(self) -> None:
+        """At start-up: load persisted groups, target, configuration and history; re-apply the target."""
+        state = self._read_json(self.store.deployments_dir / STATE_FILE, {})
+        history = self._read_json(self.store.deployments_dir / HISTORY_FILE, [])
+        for record in history if isinstance(history, list) else []:
+            if not isinstance(record, dict) or "deploymentId" not in record:
+                continue
+            if record.get("status") not in TERMINAL_STATUSES:
+                record["status"] = "FAILED"
+                record["failureCause"] = "ggsim stopped before the deployment finished"
+                record["deploymentStatusDetails"] = {
+                    "detailedDeploymentStatus": "FAILED_NO_STATE_CHANGE",
+                    "deploymentFailureCause": record["failureCause"],
+                    "deploymentErrorStack": ["DEPLOYMENT_INTERRUPTED"],
+                    "deploymentErrorTypes": ["DEPLOYMENT_INTERRUPTED"],
+                }
+            self._records[record["deploymentId"]] = record
+            self._order.append(record["deploymentId"])
+            event = asyncio.Event()
+            event.set()
+            self._done[record["deploymentId"]] = event
+        if not isinstance(state, dict):
+            return
+        groups = state.get("groups", {})
+        if isinstance(groups, dict):
+            self._groups = {str(g): {str(n): str(v) for n, v in roots.items()}
+                            for g, roots in groups.items() if isinstance(roots, dict)}
+        config = self._read_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, None)
+        if isinstance(config, dict) and not self._config.components():
+            self._config.restore(config)
+        target: dict[str, Recipe] = {}
+        for name, version in (state.get("target") or {}).items():
+            try:
+                target[name] = self.store.load(name, version, self._platform)
+            except (RecipeError, StoreError) as exc:
+                log.error("cannot restore %s %s: %s", name, version, exc)
+        self._target = target
+        if target:
+            try:
+                await self._kernel.apply(dict(target))
+            except Exception:  # one bad component must not stop the simulator from starting
+                log.exception("re-applying the persisted deployment failed")
+
+    def persist(self) -> None:
+        """Write groups, target, configuration snapshot and history under the root (also after each deployment)."""
+        state = {
+            "groups": self._groups,
+            "target": {name: recipe.version for name, recipe in self._target.items()},
+        }
+        self._write_json(self.store.deployments_dir / STATE_FILE, state)
+        self._write_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, self._config.snapshot())
+        self._write_json(self.store.deployments_dir / HISTORY_FILE, self.list())
+
+    async def close(self) -> None:
+        """Stop the worker (a running deployment is cancelled) and persist."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        self.persist()
+
+    # ----------------------------------------------------------------- worker
+
+    def _ensure_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._work(), name="ggsim-deployments")
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            doc = await self._queue.get()
+            try:
+                await self._run(doc)
+            except asyncio.CancelledError:
+                self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
+                             "the deployment was cancelled because ggsim is stopping", "DEPLOYMENT_INTERRUPTED")
+                raise
+            except Exception as exc:  # a bug must not kill the queue
+                log.exception("deployment %s failed unexpectedly", doc.deployment_id)
+                self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
+                             f"internal error: {type(exc).__name__}: {exc}", "INTERNAL_ERROR")
+            finally:
+                self._queue.task_done()
+
+    def _current_configurations(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in self._config.components():
+            try:
+                value = self._config.get(name, [])
+            except KeyError:
+                continue
+            if isinstance(value, dict):
+                out[name] = value
+        return out
+
+    async def _run(self, doc: DeploymentDocument) -> None:
+        record = self._records[doc.deployment_id]
+        record["status"] = "IN_PROGRESS"
+        previous_target = dict(self._target)
+        previous_groups = copy.deepcopy(self._groups)
+        current_configs = self._current_configurations()
+        try:
+            plan = await asyncio.to_thread(
+                plan_deployment, doc, previous_groups, previous_target, current_configs, self.store,
+                self._platform, self._builtin,
+            )
+        except DeploymentError as exc:
+            self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", str(exc), exc.error_type)
+            return
+        record["components"] = plan.versions
+
+        if doc.kind == "CLOUD":
+            rejection = await self._cloud_checks(doc, plan)
+            if rejection is not None:
+                self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", rejection,
+                             "COMPONENT_CONFIGURATION_INVALID")
+                return
+
+        config_before = self._config.snapshot()
+        self._write_configurations(plan, doc.created_on)
+        self._groups = plan.groups
+        self._target = dict(plan.target)
+        failure = await self._activate(plan.target)
+        if failure is None:
+            for name in plan.removed:
+                self._config.remove(name)
+            self._finish(doc.deployment_id, "SUCCEEDED", "SUCCESSFUL", None, None)
+            if doc.kind == "CLOUD" and doc.notify_components:
+                self._update_hub.notify_post_update(doc.deployment_id)
+            return
+
+        if doc.failure_policy == "DO_NOTHING":
+            for name in plan.removed:
+                self._config.remove(name)
+            self._finish(doc.deployment_id, "FAILED", "FAILED_ROLLBACK_NOT_REQUESTED", failure, "COMPONENT_BROKEN")
+            return
+        # ROLLBACK: the previous target and configuration, exactly.
+        self._config.restore(config_before)
+        self._groups = previous_groups
+        self._target = previous_target
+        rollback_failure = await self._activate(previous_target)
+        if rollback_failure is None:
+            self._finish(doc.deployment_id, "FAILED", "FAILED_ROLLBACK_COMPLETE",
+                         f"{failure}; rolled back to the previous deployment", "COMPONENT_BROKEN")
+        else:
+            self._finish(doc.deployment_id, "FAILED", "FAILED_UNABLE_TO_ROLLBACK",
+                         f"{failure}; the rollback also failed: {rollback_failure}", "COMPONENT_BROKEN")
+
+    async def _cloud_checks(self, doc: DeploymentDocument, plan: DeploymentPlan) -> str | None:
+        """Component update notification and configuration validation (cloud deployments only)."""
+        if doc.notify_components:
+            await self._update_hub.notify_pre_update(doc.deployment_id, doc.update_timeout)
+        for name in sorted(plan.target):
+            answer = await self._validation_hub.validate(name, plan.configurations[name], doc.deployment_id,
+                                              doc.validation_timeout)
+            if answer is None:
+                continue
+            status, message = answer
+            if str(status).upper() == "REJECTED":
+                return f"Component {name} rejected the configuration: {message}"
+        return None
+
+    def _write_configurations(self, plan: DeploymentPlan, timestamp: float) -> None:
+        for name in sorted(plan.target):
+            self._config.replace(name, plan.configurations[name], timestamp)
+
+    async def _activate(self, target: dict[str, Recipe]) -> str | None:
+        """Apply `target` and wait for health; returns None when healthy, else why not."""
+        try:
+            await self._kernel.apply(dict(target))
+            if not target:
+                return None
+            states = await self._kernel.wait_healthy(sorted(target), self.health_timeout)
+        except Exception as exc:
+            log.exception("activation failed")
+            return f"activation failed: {type(exc).__name__}: {exc}"
+        bad = {name: state for name, state in states.items() if state not in HEALTHY_STATES}
+        missing = sorted(set(target) - set(states))
+        if not bad and not missing:
+            return None
+        parts = [f"{name} is {state}" for name, state in sorted(bad.items())]
+        parts += [f"{name} has no state" for name in missing]
+        broken = [name for name, state in bad.items() if state == "BROKEN"]
+        if broken:
+            return "Service(s) broken after the deployment: " + ", ".join(parts)
+        return f"Service(s) not RUNNING or FINISHED after {self.health_timeout:g} s: " + ", ".join(parts)
+
+    def _finish(self, deployment_id: str, status: str, detailed: str, cause: str | None,
+                error_type: str | None) -> None:
+        record = self._records.get(deployment_id)
+        if record is None:
+            return
+        record["status"] = status
+        details: dict[str, Any] = {"detailedDeploymentStatus": detailed}
+        if cause is not None:
+            record["failureCause"] = cause
+            details["deploymentFailureCause"] = cause
+            details["deploymentErrorStack"] = [error_type or "DEPLOYMENT_FAILURE"]
+            details["deploymentErrorTypes"] = [error_type or "DEPLOYMENT_FAILURE"]
+        record["deploymentStatusDetails"] = details
+        if cause:
+            log.error("deployment %s %s (%s): %s", deployment_id, status, detailed, cause)
+        else:
+            log.info("deployment %s %s", deployment_id, status)
+        try:
+            self.persist()
+        except OSError as exc:
+            log.error("cannot persist the deployment state: %s", exc)
+        event = self._done.get(deployment_id)
+        if event is not None:
+            event.set()
+
+    def _trim_history(self) -> None:
+        while len(self._order) > HISTORY_LIMIT:
+            oldest = self._order[0]
+            if self._records[oldest].get("status") not in TERMINAL_STATUSES:
+                break
+            self._order.pop(0)
+            self._records.pop(oldest, None)
+            self._done.pop(oldest, None)
+
+    # -------------------------------------------------------------- files
+
+    @staticmethod
+    def _read_json(path: Path, default: Any) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return default
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s (%s); ignoring it", path, exc)
+            return default
+
+    @staticmethod
+    def _write_json(path: Path, data: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
