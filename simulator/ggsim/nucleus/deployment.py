@@ -34,8 +34,9 @@ from typing import Any
 
 import semantic_version
 
-from ggsim.nucleus.config import as_java_numbers
+from ggsim.nucleus.java_numbers import as_java_numbers
 from ggsim.nucleus.platform import detect_platform
+from ggsim.nucleus.pointer import PointerError, parse_pointer
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.resolver import ResolutionError, resolve
 from ggsim.nucleus.store import Store, StoreError
@@ -142,8 +143,10 @@ def _expect_pointers(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise DeploymentRequestError(name, f"expected a list of JSON pointers like ['/a/b', ''], got {value!r}")
     for pointer in value:
-        if pointer and not pointer.startswith("/"):
-            raise DeploymentRequestError(name, f"{pointer!r} is not a JSON pointer; it must be '' or start with '/'")
+        try:
+            parse_pointer(pointer)
+        except PointerError as exc:
+            raise DeploymentRequestError(name, str(exc)) from None
     return tuple(value)
 
 
@@ -374,7 +377,7 @@ def merged_roots(groups: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str
 def _remove_pointer(tree: dict[str, Any], pointer: str, component: str) -> dict[str, Any]:
     if pointer == "":
         return {}
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+    parts = parse_pointer(pointer)
     node: Any = tree
     for part in parts[:-1]:
         if not isinstance(node, dict) or part not in node:
@@ -588,8 +591,8 @@ class DeploymentManager:
 
     async def restore(self) -> None:
         """At start-up: load persisted groups, target, configuration and history; re-apply the target."""
-        state = self._read_json(self.store.deployments_dir / STATE_FILE, {})
-        history = self._read_json(self.store.deployments_dir / HISTORY_FILE, [])
+        state = self._read_json(self.store.layout.deployments_dir / STATE_FILE, {})
+        history = self._read_json(self.store.layout.deployments_dir / HISTORY_FILE, [])
         for record in history if isinstance(history, list) else []:
             if not isinstance(record, dict) or "deploymentId" not in record:
                 continue
@@ -613,7 +616,7 @@ class DeploymentManager:
         if isinstance(groups, dict):
             self._groups = {str(g): {str(n): str(v) for n, v in roots.items()}
                             for g, roots in groups.items() if isinstance(roots, dict)}
-        config = self._read_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, None)
+        config = self._read_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, None)
         if isinstance(config, dict) and not self._kernel.config.components():
             self._kernel.config.restore(config)
         target: dict[str, Recipe] = {}
@@ -635,9 +638,9 @@ class DeploymentManager:
             "groups": self._groups,
             "target": {name: recipe.version for name, recipe in self._target.items()},
         }
-        self._write_json(self.store.deployments_dir / STATE_FILE, state)
-        self._write_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, self._kernel.config.snapshot())
-        self._write_json(self.store.deployments_dir / HISTORY_FILE, self.list())
+        self._write_json(self.store.layout.deployments_dir / STATE_FILE, state)
+        self._write_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, self._kernel.config.snapshot())
+        self._write_json(self.store.layout.deployments_dir / HISTORY_FILE, self.list())
 
     async def close(self) -> None:
         """Stop the worker (a running deployment is cancelled) and persist."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import ggsim
 
 from .config import ConfigStore
+from .layout import RootLayout
 from .lifecycle import READY_STATES, ComponentService, State
 from .process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
 
@@ -67,7 +68,8 @@ class Kernel:
         self.thing_name = thing_name
         self.region = region
         self.mqtt_broker = mqtt_broker
-        self.socket_path = self.root / "ipc.socket"
+        self.layout = RootLayout(self.root)
+        self.socket_path = self.layout.socket_path
         self.nucleus_version = ggsim.NUCLEUS_VERSION
         self.stop_grace = stop_grace
         self.timeouts = dict(timeouts or {})
@@ -80,11 +82,11 @@ class Kernel:
         self.platform: dict[str, str] = dict(platform)
         self.builtin_components: dict[str, str] = {}
         self.store: Any = None
-        self.config = ConfigStore(self.root / "config" / "effectiveConfig.yaml")
+        self.config = ConfigStore(self.layout.effective_config)
         self.tokens: Any = _make_tokens()
-        self.logs = GreengrassLogs(self.root / "logs")
+        self.logs = GreengrassLogs(self.layout.logs_dir)
         self.runner = ProcessRunner(
-            root=self.root, socket_path=self.socket_path, thing_name=thing_name, region=region,
+            layout=self.layout, thing_name=thing_name, region=region,
             tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
         )
         self.iotcore: Any = None
@@ -213,7 +215,7 @@ class Kernel:
         step = recipe.lifecycle.get("bootstrap")
         if step is None:
             return False
-        path = self.root / "deployments" / "bootstrapped.json"
+        path = self.layout.bootstrapped_file
         try:
             done = json.loads(path.read_text())
         except (OSError, ValueError):
