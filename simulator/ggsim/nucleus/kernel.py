@@ -432,7 +432,7 @@ class Kernel:
         return order
 
     def _interpolated(self, recipe: Recipe, versions: Mapping[str, str]) -> Recipe:
-        from .recipe import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
+        from .variables import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
 
         def read_tree(component: str) -> Any:
             return self.config.get(component, [])
