@@ -426,29 +426,31 @@ def _check_component_name(check: _Checker, name: Any, path: str) -> None:
         raise check.error(path, f"component name {name!r} may contain only letters, digits, '-', '_' and '.'")
 
 
-def _check_version(check: _Checker, version: Any, path: str) -> str:
+def version_problem(version: Any) -> str | None:
+    """Why ``version`` cannot be a ComponentVersion, or None when it can (the build tool asks this too)."""
     if isinstance(version, int | float) and not isinstance(version, bool):
-        raise check.error(
-            path, f"{version!r} is a number, not a version; write a quoted major.minor.patch string like \"1.0.0\""
-        )
-    version = check.string(version, path)
+        return f"{version!r} is a number, not a version; write a quoted major.minor.patch string like \"1.0.0\""
+    if not isinstance(version, str):
+        return f"expected a string, got {_describe(version)}"
     if version.upper() == "NEXT_PATCH" or version.startswith("{"):
-        raise check.error(
-            path,
-            f"{version!r} is a placeholder, not a version: build the component first (gdk component build "
-            "writes the real version); a recipe with a placeholder version cannot be deployed",
-        )
+        return (f"{version!r} is a placeholder, not a version: build the component first (gdk component build "
+                "writes the real version); a recipe with a placeholder version cannot be deployed")
     if len(version) > MAX_VERSION_LENGTH:
-        raise check.error(path, f"version is {len(version)} characters; at most {MAX_VERSION_LENGTH} allowed")
+        return f"version is {len(version)} characters; at most {MAX_VERSION_LENGTH} allowed"
     try:
         parsed = semantic_version.Version(version)
     except ValueError as exc:
-        raise check.error(
-            path, f"{version!r} is not a semantic version major.minor.patch[-prerelease][+build] ({exc})"
-        ) from exc
+        return f"{version!r} is not a semantic version major.minor.patch[-prerelease][+build] ({exc})"
     for part_name, part in (("major", parsed.major), ("minor", parsed.minor), ("patch", parsed.patch)):
         if part > MAX_VERSION_PART:
-            raise check.error(path, f"{part_name} version {part} is larger than {MAX_VERSION_PART}")
+            return f"{part_name} version {part} is larger than {MAX_VERSION_PART}"
+    return None
+
+
+def _check_version(check: _Checker, version: Any, path: str) -> str:
+    problem = version_problem(version)
+    if problem is not None:
+        raise check.error(path, problem)
     return version
 
 
