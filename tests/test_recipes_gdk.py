@@ -256,6 +256,40 @@ def test_bad_sources_get_a_clear_error_naming_file_key_and_value(tmp_path: Path)
     assert "unknown component 'greenlens.Nothing'" in unknown.stderr and "greenlens.Capture" in unknown.stderr
 
 
+def test_the_build_refuses_what_ggsims_recipe_parser_refuses(tmp_path: Path) -> None:
+    source = yaml.safe_load((REPO / "recipes" / "greenlens.Capture.yaml").read_text())
+    source["Manifests"][0]["Lifecycle"]["Run"] = {"Timeout": 5}
+    with pytest.raises(greenlens_build.BuildError, match=r"greenlens\.Capture\.yaml: Manifests\[0\]\.Lifecycle\.Run\."
+                                                         r"Script: missing"):
+        greenlens_build.fill_recipe(source, name="greenlens.Capture", version="1.0.0", author="a",
+                                    source=tmp_path / "greenlens.Capture.yaml", artifact_files=["greenlens.Capture.zip"])
+    with pytest.raises(greenlens_build.BuildError, match=r"component\.greenlens\.Capture\.version: '1\.0' is not a "
+                                                         r"semantic version"):
+        config = tmp_path / "gdk-config.json"
+        config.write_text(json.dumps({"component": {"greenlens.Capture": {"author": "a", "version": "1.0"}}}))
+        greenlens_build.load_project(config)
+    big = {"RecipeFormatVersion": "2020-01-25", "ComponentName": "greenlens.Big", "ComponentVersion": "1.0.0",
+           "ComponentDescription": "x" * 16_100, "Manifests": [{"Lifecycle": {}}]}
+    with pytest.raises(greenlens_build.BuildError, match=r"big\.yaml: the recipe is \d+ bytes; Greengrass accepts at "
+                                                         r"most 16000"):
+        greenlens_build.recipe_bytes(big, "big.yaml")
+
+
+def test_a_python_without_a_package_the_recipe_parser_needs_gets_a_clear_error(tmp_path: Path) -> None:
+    """GDK runs the build with the user's python3, which has PyYAML (GDK needs it) but maybe not semantic_version."""
+    script = str(REPO / "tools" / "greenlens_build.py")
+    code = ("import runpy, sys; sys.modules['semantic_version'] = None; "
+            f"sys.argv = [{script!r}, 'greenlens.Capture', '--out', {str(tmp_path)!r}]; "
+            f"runpy.run_path({script!r}, run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 1
+    assert "ggsim's recipe parser" in result.stderr
+    assert "needs the Python package 'semantic_version'" in result.stderr
+    assert "pip install semantic_version" in result.stderr
+    assert not (tmp_path / "recipes").exists()
+
+
 def test_requirements_that_disagree_are_refused(tmp_path: Path) -> None:
     mine, common = tmp_path / "a.txt", tmp_path / "b.txt"
     mine.write_text("numpy==2.4.6\n")

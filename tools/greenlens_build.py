@@ -8,6 +8,8 @@ For each component it writes, as `gdk component build` lays them out (spec compo
     <out>/recipes/<Name>-<version>.yaml
     <out>/artifacts/<Name>/<version>/<Name>.zip
 
+- every recipe it writes is validated by ggsim's recipe parser (simulator/ggsim/nucleus/recipe.py, taken from
+  this checkout): the rules for names, versions, lifecycles, platforms and artifacts live there only;
 - name, version and publisher come from the component's gdk-config.json (its `version` and `author`);
   greenlens.Model gets one version per entry of components/model/versions.yaml, each with its bundle;
 - the recipe is recipes/<Name>.yaml with ComponentName/ComponentVersion/ComponentPublisher filled in and
@@ -29,6 +31,8 @@ file name `gdk component publish` reads (GDK's project recipe, recipe.yaml, reso
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
 import hashlib
 import json
 import os
@@ -39,23 +43,60 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE_SIZE_LIMIT = 16_000  # bytes; GDK refuses larger recipes (spec components §1.1)
+SIMULATOR = REPO / "simulator"
 S3_PLACEHOLDER = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 MODEL_COMPONENT = "greenlens.Model"
 COMMON_PACKAGE = "greenlens_common"
 VENV_INSTALLER = "component_venv.py"
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 class BuildError(Exception):
     """A problem in the sources; the text names the file, the key or value, and what is expected."""
+
+
+#: The distribution to install for each module ggsim's recipe parser imports beyond the standard library.
+_DISTRIBUTIONS = {"yaml": "PyYAML", "semantic_version": "semantic_version"}
+
+
+@functools.cache
+def recipe_rules() -> ModuleType:
+    """ggsim's recipe module from this checkout (simulator/ beside tools/), whatever python3 runs the build:
+    GDK runs it with the user's python3, where ggsim is not installed."""
+    if str(SIMULATOR) not in sys.path:
+        sys.path.insert(0, str(SIMULATOR))
+    try:
+        from ggsim.nucleus import recipe
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "?"
+        raise BuildError(f"{SIMULATOR / 'ggsim' / 'nucleus' / 'recipe.py'} (ggsim's recipe parser, which validates "
+                         f"every recipe the build writes) needs the Python package {missing!r}, which "
+                         f"{sys.executable} lacks: pip install {_DISTRIBUTIONS.get(missing, missing)}") from None
+    return recipe
+
+
+def _check_version(version: Any, where: str) -> str:
+    problem = recipe_rules().version_problem(version)
+    if problem is not None:
+        raise BuildError(f"{where}: {problem}")
+    return version
+
+
+def validate_recipe(doc: dict[str, Any], source: str) -> Any:
+    """The recipe as ggsim's parser reads it (a RecipeDocument, every manifest validated); `BuildError`
+    naming the file, the key path and the reason otherwise."""
+    rules = recipe_rules()
+    try:
+        return rules.parse_recipe_document(doc, source)
+    except rules.RecipeError as exc:
+        raise BuildError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -90,10 +131,7 @@ def load_project(config_path: Path) -> Project:
     (name, fields), = components.items()
     if not isinstance(fields, dict):
         raise BuildError(f"{config_path}: component.{name}: expected an object")
-    version = fields.get("version")
-    if not isinstance(version, str) or not _SEMVER.match(version):
-        raise BuildError(f"{config_path}: component.{name}.version: {version!r}: expected an explicit semantic "
-                         "version like 1.0.0 (NEXT_PATCH cannot be deployed locally)")
+    version = _check_version(fields.get("version"), f"{config_path}: component.{name}.version")
     author = fields.get("author")
     if not isinstance(author, str) or not author:
         raise BuildError(f"{config_path}: component.{name}.author: {author!r}: expected a non-empty string")
@@ -124,9 +162,11 @@ def load_source_recipe(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BuildError(f"{path}: expected a recipe (a mapping of keys), found {type(doc).__name__}")
     key = _key(doc, "RecipeFormatVersion")
-    if key is None or doc[key] != "2020-01-25":
-        raise BuildError(f"{path}: RecipeFormatVersion: {doc.get(key) if key else None!r}: expected the string "
-                         '"2020-01-25" (quote it in YAML, or it becomes a date)')
+    # GDK reads recipes with PyYAML, which makes an unquoted 2020-01-25 a date that its schema refuses
+    # (ggsim and the nucleus read it as text, so only the source can show this).
+    if key is not None and isinstance(doc[key], datetime.date):
+        raise BuildError(f"{path}: RecipeFormatVersion: {doc[key]!r}: expected the string \"2020-01-25\" "
+                         "(quote it in YAML, or it becomes a date)")
     # A plain tree: YAML anchors/aliases in the source become independent values in the built recipe.
     return json.loads(json.dumps(doc))
 
@@ -143,8 +183,7 @@ def model_versions(repo: Path = REPO) -> dict[str, Path]:
         raise BuildError(f"{path}: versions: expected a mapping of component versions to {{bundle: <folder>}}")
     result: dict[str, Path] = {}
     for version, entry in versions.items():
-        if not isinstance(version, str) or not _SEMVER.match(version):
-            raise BuildError(f"{path}: versions: key {version!r}: expected a quoted semantic version like \"1.0.0\"")
+        _check_version(version, f"{path}: versions: key {version!r}")
         bundle = entry.get("bundle") if isinstance(entry, dict) else None
         if not isinstance(bundle, str) or not bundle:
             raise BuildError(f"{path}: versions.{version}.bundle: {bundle!r}: expected a folder name under bundles/")
@@ -188,26 +227,20 @@ def fill_recipe(doc: dict[str, Any], *, name: str, version: str, author: str, so
         built[key] = f"{built.get(key, '')} {description_suffix}".strip()
     files = set(artifact_files)
     used: set[str] = set()
-    manifests = built.get(_key(built, "Manifests") or "Manifests")
-    if not isinstance(manifests, list) or not manifests:
-        raise BuildError(f"{source}: Manifests: expected a non-empty list of manifests")
-    for i, manifest in enumerate(manifests):
-        if not isinstance(manifest, dict):
-            raise BuildError(f"{source}: Manifests[{i}]: expected a mapping")
-        artifacts = manifest.get(_key(manifest, "Artifacts") or "Artifacts") or []
-        for j, artifact in enumerate(artifacts):
-            uri_key = _key(artifact, "Uri") if isinstance(artifact, dict) else None
-            if uri_key is None:
-                raise BuildError(f"{source}: Manifests[{i}].Artifacts[{j}]: expected a mapping with Uri")
-            uri = artifact[uri_key]
-            if not isinstance(uri, str) or not uri.startswith("s3://"):
+    document = validate_recipe(built, str(source))
+    manifests = built[_key(built, "Manifests")]
+    for manifest in document.manifests:
+        written = manifests[manifest.index]
+        for j, artifact in enumerate(manifest.artifacts):
+            if not artifact.uri.startswith("s3://"):
                 continue  # GDK leaves other URIs alone
-            filename = uri.rsplit("/", 1)[-1]
-            if filename not in files:
-                raise BuildError(f"{source}: Manifests[{i}].Artifacts[{j}].Uri: {uri!r}: the build makes no file "
-                                 f"{filename!r} (it makes: {', '.join(sorted(files)) or 'none'})")
-            artifact[uri_key] = S3_PLACEHOLDER + filename
-            used.add(filename)
+            if artifact.filename not in files:
+                raise BuildError(f"{source}: Manifests[{manifest.index}].Artifacts[{j}].Uri: {artifact.uri!r}: the "
+                                 f"build makes no file {artifact.filename!r} (it makes: "
+                                 f"{', '.join(sorted(files)) or 'none'})")
+            entry = written[_key(written, "Artifacts")][j]
+            entry[_key(entry, "Uri")] = S3_PLACEHOLDER + artifact.filename
+            used.add(artifact.filename)
     unused = files - used
     if unused:
         raise BuildError(f"{source}: no artifact Uri names {', '.join(sorted(unused))}, which the build makes "
@@ -215,11 +248,14 @@ def fill_recipe(doc: dict[str, Any], *, name: str, version: str, author: str, so
     return built
 
 
-def recipe_bytes(doc: dict[str, Any], source: Path) -> bytes:
+def recipe_bytes(doc: dict[str, Any], source: str) -> bytes:
+    """The built recipe's YAML, once ggsim's parser has accepted exactly these bytes (size included)."""
     data = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000).encode()
-    if len(data) > RECIPE_SIZE_LIMIT:
-        raise BuildError(f"{source}: the built recipe is {len(data)} bytes; GDK and the Greengrass service "
-                         f"accept at most {RECIPE_SIZE_LIMIT}")
+    rules = recipe_rules()
+    try:
+        rules.parse_recipe_bytes(data, source, "yaml")
+    except rules.RecipeError as exc:
+        raise BuildError(str(exc)) from None
     return data
 
 
@@ -344,8 +380,8 @@ def build_component(project: Project, out: Path, *, versions: Iterable[str] | No
         files = [archive_name] if entries else []
         built = fill_recipe(doc, name=project.name, version=version, author=project.author, source=source,
                             artifact_files=files, description_suffix=suffix)
-        data = recipe_bytes(built, source)
         recipe_path = out / "recipes" / f"{project.name}-{version}.yaml"
+        data = recipe_bytes(built, f"{recipe_path} (built from {source})")
         _write(recipe_path, data)
         if extra_recipe_name:
             _write(out / "recipes" / extra_recipe_name, data)

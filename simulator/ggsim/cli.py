@@ -25,6 +25,7 @@ import click
 
 from . import NUCLEUS_VERSION, __version__
 from .client import CliClient, NotRunningError, remove_cli_info, write_cli_info
+from .nucleus.layout import RootLayout
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -366,9 +367,10 @@ def _lifecycle(ctx: Context, names: tuple[str, ...], operation: str, field: str)
 @click.pass_obj
 def logs(ctx: Context, name: str | None, follow: bool, lines: int) -> None:
     """Print a component's log (or greengrass.log, the nucleus's own)."""
-    path = ctx.root / "logs" / (f"{name}.log" if name else "greengrass.log")
+    logs_dir = RootLayout(ctx.root).logs_dir
+    path = logs_dir / (f"{name}.log" if name else "greengrass.log")
     if not path.exists() and not follow:
-        available = sorted(p.stem for p in (ctx.root / "logs").glob("*.log"))
+        available = sorted(p.stem for p in logs_dir.glob("*.log"))
         click.echo(f"ggsim: no log {path}; logs here: {', '.join(available) or 'none'}", err=True)
         sys.exit(EXIT_FAILED)
     position = 0

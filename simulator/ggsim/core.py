@@ -34,6 +34,7 @@ from .ipc.server import IpcServer
 from .nucleus.config import ConfigStore
 from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
 from .nucleus.kernel import Kernel
+from .nucleus.layout import RootLayout
 from .nucleus.platform import detect_platform
 from .nucleus.process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
 from .nucleus.store import Store
@@ -62,14 +63,15 @@ class Core:
         self.root = Path(root).resolve()
         self.thing_name = thing_name
         self.region = region
-        self.socket_path = self.root / "ipc.socket"
+        self.layout = RootLayout(self.root)
+        self.socket_path = self.layout.socket_path
         self.platform: dict[str, str] = dict(platform) if platform is not None else detect_platform()
         self.store = Store(self.root)
-        self.config = ConfigStore(self.root / "config" / "effectiveConfig.yaml")
+        self.config = ConfigStore(self.layout.effective_config)
         self.tokens = TokenRegistry()
-        self.logs = GreengrassLogs(self.root / "logs")
+        self.logs = GreengrassLogs(self.layout.logs_dir)
         self.runner = ProcessRunner(
-            root=self.root, socket_path=self.socket_path, thing_name=thing_name, region=region,
+            layout=self.layout, thing_name=thing_name, region=region,
             tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
         )
         self.kernel = Kernel(

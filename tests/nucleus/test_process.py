@@ -14,17 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import ggsim
-import pytest
+import psutil
 from ggsim.ipc.auth import TokenRegistry
-from ggsim.nucleus.process import (
-    GreengrassLogs,
-    ProcessRunner,
-    SkipifError,
-    _alive,
-    format_log_line,
-    should_skip,
-    socket_path_for_component,
-)
+from ggsim.nucleus.layout import RootLayout
+from ggsim.nucleus.process import GreengrassLogs, ProcessRunner, format_log_line
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(?P<level>[A-Z]+)\] \((?P<thread>[^)]+)\) "
@@ -36,9 +29,16 @@ DUMP_ENV = f"{sys.executable} -c 'import json, os; json.dump({{**os.environ, \"C
 def make_runner(root: Path, **kwargs: object) -> tuple[ProcessRunner, TokenRegistry, GreengrassLogs]:
     tokens = TokenRegistry()
     logs = GreengrassLogs(root / "logs")
-    runner = ProcessRunner(root=root, socket_path=root / "ipc.socket", thing_name="thing-1", region="eu-west-1",
+    runner = ProcessRunner(layout=RootLayout(root), thing_name="thing-1", region="eu-west-1",
                            tokens=tokens, logs=logs, root_ca_path="/certs/AmazonRootCA1.pem", **kwargs)  # type: ignore[arg-type]
     return runner, tokens, logs
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def log_lines(root: Path, name: str) -> list[dict[str, str]]:
@@ -89,8 +89,6 @@ def test_setenv_precedence_step_over_lifecycle_over_nucleus(tmp_path: Path, run_
 def test_long_socket_path_is_given_relative_to_the_work_folder(tmp_path: Path, run_async: Callable[..., Any]) -> None:
     root = tmp_path / ("r" * max(1, 110 - len(str(tmp_path))))
     assert len(str(root / "ipc.socket")) >= 108
-    assert socket_path_for_component(root / "ipc.socket") == "../../ipc.socket"
-    assert socket_path_for_component(Path("/greengrass/v2/ipc.socket")) == "/greengrass/v2/ipc.socket"
     runner, _, logs = make_runner(root)
     run_async(runner.run("c", "Run", DUMP_ENV, timeout=30))
     logs.close()
@@ -147,7 +145,7 @@ def test_sigterm_then_sigkill_for_a_tree_that_ignores_sigterm(tmp_path: Path, ru
     async def scenario() -> tuple[list[int], float, int | None]:
         process = await runner.start("c", "Run", script)
         pids = [int(p) for p in (await asyncio.to_thread(fifo.read_text)).split()]
-        assert all(_alive(p) for p in pids)
+        assert all(running(p) for p in pids)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await process.stop()
@@ -155,7 +153,7 @@ def test_sigterm_then_sigkill_for_a_tree_that_ignores_sigterm(tmp_path: Path, ru
 
     pids, took, code = run_async(scenario())
     logs.close()
-    assert not any(_alive(p) for p in pids), "every process of the tree, also the one that left the group"
+    assert not any(running(p) for p in pids), "every process of the tree, also the one that left the group"
     assert took >= 0.4, "SIGKILL only after the grace period"
     assert code == -signal.SIGKILL
 
@@ -182,21 +180,6 @@ def test_requires_privilege_is_logged_when_not_root(tmp_path: Path, run_async: C
     logs.close()
     events = [line["event"] for line in log_lines(tmp_path, "c")]
     assert ("shell-runner-privilege" in events) == (os.geteuid() != 0)
-
-
-def test_skipif(tmp_path: Path) -> None:
-    marker = tmp_path / "present"
-    marker.write_text("x")
-    assert should_skip("onpath sh")
-    assert not should_skip("onpath no-such-program-ggsim")
-    assert should_skip("!onpath no-such-program-ggsim")
-    assert should_skip(f"exists {marker}")
-    assert not should_skip(f"exists {tmp_path / 'absent'}")
-    assert not should_skip(f"! exists {marker}")
-    home_file = Path.home() / ".ggsim-skipif-probe"
-    assert should_skip("exists ~/.ggsim-skipif-probe") == home_file.exists()
-    with pytest.raises(SkipifError, match=r"'running sh'.*expected 'onpath <executable>' or 'exists <file>'"):
-        should_skip("running sh")
 
 
 def test_logs_rotate_by_size_and_keep_a_bounded_total(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Recipe loading, validation messages, platform matching, Selections and recipe variables (spec components §1, §2)."""
+"""Recipe loading, validation messages, manifest and Selections choice (spec components §1)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,16 @@ from typing import Any
 
 import pytest
 import yaml
-from ggsim.nucleus.platform import detect_platform, normalize_architecture
 from ggsim.nucleus.recipe import (
     LifecycleStep,
     PlatformMismatchError,
+    Recipe,
+    RecipeDocument,
     RecipeError,
-    VariableContext,
-    configuration_reader,
-    filter_selections,
-    interpolate,
-    interpolate_step,
+    RecipeMetadata,
     load_recipe,
     load_recipe_document,
     parse_recipe,
-    platform_matches,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recipes"
@@ -252,49 +248,6 @@ def test_document_keeps_all_manifests_until_a_platform_is_chosen() -> None:
     assert document.for_platform(AMD64).manifest_index == 1
 
 
-# --------------------------------------------------------------------------- platforms
-
-
-@pytest.mark.parametrize(
-    ("requirement", "device", "matches"),
-    [
-        ({}, AMD64, True),
-        ({"os": "linux", "architecture": "amd64"}, AMD64, True),
-        ({"os": "linux", "architecture": "x86_64"}, AMD64, False),  # the trap: devices report amd64
-        ({"architecture": "/amd64|aarch64/"}, AARCH64, True),
-        ({"architecture": "/amd/"}, AMD64, False),  # regex must match the whole value
-        ({"architecture.detail": "/armv7l/"}, AARCH64, False),  # regex on a missing attribute fails
-        ({"architecture.detail": "*"}, AMD64, True),  # wildcard matches a missing attribute
-        ({"architecture.detail": None}, AMD64, True),
-        ({"os": "all", "architecture": "any"}, AMD64, True),
-        ({"gpu": "all"}, AMD64 | {"gpu": "nvidia"}, False),  # all/any are wildcards only for os/architecture
-        ({"os": "Linux"}, AMD64, False),  # exact values are case-sensitive
-        ({"gpu": "nvidia"}, AMD64 | {"gpu": "nvidia"}, True),
-    ],
-)
-def test_platform_matching(requirement: dict, device: dict, matches: bool) -> None:
-    assert platform_matches(requirement, device) is matches
-
-
-@pytest.mark.parametrize(
-    ("machine", "architecture"),
-    [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "aarch64"), ("arm64", "aarch64"), ("armv7l", "arm"),
-     ("armv6l", "arm"), ("i686", "x86"), ("riscv64", "unknown")],
-)
-def test_architecture_names_follow_the_nucleus(machine: str, architecture: str) -> None:
-    assert normalize_architecture(machine) == architecture
-    assert detect_platform(machine=machine)["architecture"] == architecture
-
-
-def test_arm_detail_and_overrides() -> None:
-    assert detect_platform(machine="armv7l")["architecture.detail"] == "armv7l"
-    assert "architecture.detail" not in detect_platform(machine="x86_64")
-    overridden = detect_platform({"architecture": "aarch64", "gpu": "nvidia"}, machine="x86_64")
-    assert overridden["architecture"] == "aarch64" and overridden["gpu"] == "nvidia"
-    with pytest.raises(ValueError, match="must map a string attribute name to a string value"):
-        detect_platform({"cores": 4})  # type: ignore[dict-item]
-
-
 # --------------------------------------------------------------------------- selections
 
 
@@ -315,19 +268,6 @@ def test_selections_pick_the_first_listed_selector_per_manifest() -> None:
     assert parse_recipe(doc, "m", {"os": "darwin"}).lifecycle["run"].script == "run all"
 
 
-def test_selectors_at_deeper_levels_and_non_selector_siblings_are_dropped() -> None:
-    lifecycle = {
-        "Run": {"Script": {"small": "s", "all": "a", "stray": "dropped"}, "Timeout": {"all": 7}},
-        "Install": {"big": "install big"},
-    }
-    selectors = {"big", "small", "all"}
-    assert filter_selections(lifecycle, ["small", "all"], selectors) == {"Run": {"Script": "s", "Timeout": 7}}
-    assert filter_selections(lifecycle, ["big", "all"], selectors) == {
-        "Run": {"Script": "a", "Timeout": 7},
-        "Install": "install big",
-    }
-
-
 def test_non_empty_manifest_lifecycle_wins_over_global() -> None:
     doc = copy.deepcopy(MINIMAL)
     doc["Lifecycle"] = {"all": {"Run": "global"}}
@@ -336,80 +276,12 @@ def test_non_empty_manifest_lifecycle_wins_over_global() -> None:
     assert parse_recipe(doc, "m", AMD64).lifecycle["run"].script == "global"
 
 
-# --------------------------------------------------------------------------- variables
-
-
-CONFIG = {
-    "com.example.A": {
-        "Message": "hello",
-        "Port": 8080,
-        "Ratio": 0.5,
-        "On": True,
-        "Nothing": None,
-        "Obj": {"b": 2, "a": [1, "x"]},
-        "a/b": "slash",
-        "Literal": "{artifacts:path}",
-    },
-    "com.example.Base": {"Port": 9000},
-    "com.example.Other": {"Secret": "s"},
-}
-
-
-def context(unresolved: list[tuple[str, str]] | None = None) -> VariableContext:
-    recipe = parse_recipe(copy.deepcopy(MINIMAL), "m", AMD64)
-    return VariableContext.for_component(
-        recipe,
-        Path("/gg"),
-        "my-thing",
-        configuration_reader(lambda component: CONFIG[component]),
-        {"com.example.Base": "1.4.0", "com.example.Other": "3.0.0"},
-        on_unresolved=(lambda p, r: unresolved.append((p, r))) if unresolved is not None else None,
-    )
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("{artifacts:path}/a.py", "/gg/packages/artifacts/com.example.A/1.0.0/a.py"),
-        ("{artifacts:decompressedPath}/a", "/gg/packages/artifacts-unarchived/com.example.A/1.0.0/a"),
-        ("cd {work:path}", "cd /gg/work/com.example.A"),
-        ("{kernel:rootPath}", "/gg"),
-        ("{iot:thingName}", "my-thing"),
-        ("say {configuration:/Message}", "say hello"),
-        ("{configuration:/Port} {configuration:/Ratio} {configuration:/On} {configuration:/Nothing}",
-         "8080 0.5 true null"),
-        ("{configuration:/Obj}", '{"a":[1,"x"],"b":2}'),
-        ("{configuration:/Obj/a/1}", "x"),
-        ("{configuration:/a~1b}", "slash"),
-        ("{com.example.Base:configuration:/Port}", "9000"),
-        ("{com.example.Base:artifacts:path}", "/gg/packages/artifacts/com.example.Base/1.4.0"),
-        ("{com.example.Base:artifacts:decompressedPath}", "/gg/packages/artifacts-unarchived/com.example.Base/1.4.0"),
-        ("{com.example.Base:work:path}", "/gg/work/com.example.Base"),
-        # left as written: missing value, not a direct dependency, unknown namespace or key
-        ("{configuration:/Missing}", "{configuration:/Missing}"),
-        ("{com.example.Other:configuration:/Secret}", "{com.example.Other:configuration:/Secret}"),
-        ("{com.example.Other:artifacts:path}", "{com.example.Other:artifacts:path}"),
-        ("{foo:bar}", "{foo:bar}"),
-        ("{artifacts:elsewhere}", "{artifacts:elsewhere}"),
-        ("${HOME} {not a variable}", "${HOME} {not a variable}"),
-        # one pass: a configuration value that looks like a variable stays literal
-        ("{configuration:/Literal}", "{artifacts:path}"),
-    ],
-)
-def test_interpolate(text: str, expected: str) -> None:
-    assert interpolate(text, context()) == expected
-
-
-def test_unresolved_variables_are_reported_for_logging() -> None:
-    seen: list[tuple[str, str]] = []
-    interpolate("{com.example.Other:configuration:/Secret} {configuration:/Missing}", context(seen))
-    assert seen[0] == ("{com.example.Other:configuration:/Secret}",
-                       "com.example.Other is not a direct dependency of com.example.A")
-    assert seen[1][0] == "{configuration:/Missing}"
-
-
-def test_interpolate_step_covers_script_setenv_and_skipif() -> None:
-    step = LifecycleStep(script="run {configuration:/Message}", timeout=3.0, setenv={"P": "{configuration:/Port}"},
-                         skipif="exists {work:path}/done")
-    assert interpolate_step(step, context()) == LifecycleStep(
-        script="run hello", timeout=3.0, setenv={"P": "8080"}, skipif="exists /gg/work/com.example.A/done")
+def test_a_recipe_is_its_documents_metadata_plus_the_selected_manifest() -> None:
+    document = load_recipe_document(FIXTURES / "com.example.Hello-1.0.0.yaml")
+    recipe = document.for_platform(AMD64)
+    assert isinstance(document, RecipeMetadata) and isinstance(recipe, RecipeMetadata)
+    assert recipe.metadata() == document.metadata()
+    assert recipe.source == str(FIXTURES / "com.example.Hello-1.0.0.yaml")
+    assert str(recipe.semver) == "1.0.0"
+    assert not isinstance(recipe, RecipeDocument) and not hasattr(recipe, "manifests")
+    assert not isinstance(document, Recipe) and not hasattr(document, "lifecycle")

@@ -29,10 +29,7 @@ def test_layout_is_created(tmp_path: Path) -> None:
     for sub in ("packages/recipes", "packages/artifacts", "packages/artifacts-unarchived", "work", "logs", "config",
                 "deployments"):
         assert (tmp_path / "gg" / sub).is_dir(), sub
-    assert store.artifacts_path("a.B", "1.0.0") == tmp_path / "gg" / "packages" / "artifacts" / "a.B" / "1.0.0"
-    assert store.decompressed_path("a.B", "1.0.0") == (
-        tmp_path / "gg" / "packages" / "artifacts-unarchived" / "a.B" / "1.0.0")
-    assert store.work_path("a.B") == tmp_path / "gg" / "work" / "a.B"
+    assert store.layout.root == tmp_path / "gg"
 
 
 def test_import_recipes_recursively_and_list_versions_in_semver_order(tmp_path: Path, recipes: Any) -> None:
@@ -51,7 +48,7 @@ def test_import_recipes_recursively_and_list_versions_in_semver_order(tmp_path: 
         ("com.example.A", "1.10.0"), ("com.example.A", "1.2.0"), ("com.example.A", "1.9.0"), ("com.example.B", "0.1.0")]
     assert store.versions("com.example.A") == ["1.2.0", "1.9.0", "1.10.0"]
     assert store.versions("com.example.Unknown") == []
-    stored = store.recipe_path("com.example.B", "0.1.0")
+    stored = store.layout.recipe_path("com.example.B", "0.1.0")
     assert stored.name.endswith("@0.1.0.recipe.yaml") and stored.is_file()
     assert store.load("com.example.B", "0.1.0", LINUX).lifecycle["run"].script == "echo b"
 
@@ -89,7 +86,7 @@ def test_import_artifacts_copies_name_version_layout_and_replaces_files(tmp_path
     (source / "com.example.A" / "1.0.0" / "sub" / "data.txt").write_text("data")
     store = Store(tmp_path / "gg")
     assert store.import_artifacts(source) == [("com.example.A", "1.0.0")]
-    target = store.artifacts_path("com.example.A", "1.0.0")
+    target = store.layout.artifacts_path("com.example.A", "1.0.0")
     assert (target / "run.sh").read_text() == "v1" and (target / "sub" / "data.txt").read_text() == "data"
     (target / "run.sh").chmod(0o400)  # artifacts are made read-only; a rebuilt file must still replace it
     (source / "com.example.A" / "1.0.0" / "run.sh").write_text("v2")
@@ -115,7 +112,7 @@ def test_missing_artifact_is_an_error_naming_where_it_was_looked_for(tmp_path: P
     message = str(err.value)
     assert "artifact 'app.zip' of com.example.A 1.0.0 (s3://my-bucket/com.example.A/1.0.0/app.zip) is missing" in message
     assert str(tmp_path / "artifacts" / "com.example.A" / "1.0.0" / "app.zip") in message
-    assert str(store.artifacts_path("com.example.A", "1.0.0") / "app.zip") in message
+    assert str(store.layout.artifacts_path("com.example.A", "1.0.0") / "app.zip") in message
     assert "never downloads" in message
 
 
@@ -137,12 +134,12 @@ def test_zip_artifact_is_unarchived_under_its_stem_with_permissions(tmp_path: Pa
     recipe = store.load("com.example.A", "1.0.0", LINUX)
     store.prepare_artifacts(recipe)
 
-    unpacked = store.decompressed_path("com.example.A", "1.0.0") / "com.example.A"
+    unpacked = store.layout.decompressed_path("com.example.A", "1.0.0") / "com.example.A"
     assert (unpacked / "main.py").read_text() == "print(1)\n"
     assert (unpacked / "pkg" / "mod.py").read_text() == "x = 1\n"
     main_mode = (unpacked / "main.py").stat().st_mode
     assert main_mode & stat.S_IXOTH and main_mode & stat.S_IROTH
-    tool_mode = (store.artifacts_path("com.example.A", "1.0.0") / "tool.sh").stat().st_mode
+    tool_mode = (store.layout.artifacts_path("com.example.A", "1.0.0") / "tool.sh").stat().st_mode
     assert tool_mode & stat.S_IXUSR and not tool_mode & stat.S_IROTH
 
 

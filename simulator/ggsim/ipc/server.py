@@ -30,6 +30,7 @@ from ..eventstream.rpc import (
     ServerConnection,
     StreamClosed,
 )
+from ..nucleus.layout import socket_path_fits
 from .auth import Authorizer
 from .backend import IpcBackend
 from .errors import IpcError, ServiceError
@@ -51,8 +52,6 @@ MODEL_OPERATIONS = frozenset({
     "AuthorizeClientDeviceAction",
 })
 
-#: sun_path's size on Linux: a socket path must be shorter.
-SUN_PATH_MAX = 108
 #: Bytes a connection may have waiting in its transport before subscription events to it are dropped.
 DEFAULT_MAX_BUFFER = 8 * 1024 * 1024
 
@@ -368,7 +367,7 @@ class IpcServer:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         bind_path = self.socket_path
-        if len(os.fsencode(self.socket_path)) >= SUN_PATH_MAX:
+        if not socket_path_fits(self.socket_path):
             # Too long for sun_path: bind in a short private folder and link it from the root, as the
             # nucleus works around it. Components reach it by the short relative path in their env.
             self._short_dir = Path(tempfile.mkdtemp(prefix="ggsim-"))

@@ -48,13 +48,12 @@ from typing import Any
 import yaml
 
 from ggsim.nucleus import config_merge
+from ggsim.nucleus.java_numbers import as_java_numbers
 
 __all__ = [
     "ConfigStore",
     "InvalidUpdateError",
     "StaleUpdateError",
-    "as_java_numbers",
-    "parse_pointer",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,28 +94,6 @@ class _Container:
 
 
 _Node = _Leaf | _Container
-
-
-def as_java_numbers(value: Any) -> Any:
-    """Return ``value`` with every int (not bool) turned into a float, as Gson's ``Map<String,Object>`` does."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: as_java_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_java_numbers(v) for v in value]
-    return value
-
-
-def parse_pointer(pointer: str) -> KeyPath:
-    """RFC 6901 JSON pointer → key path (``""`` → ``[]``); ``ValueError`` if it does not start with ``/``."""
-    if pointer == "":
-        return []
-    if not isinstance(pointer, str) or not pointer.startswith("/"):
-        raise ValueError(f"configuration reset pointer {pointer!r}: expected a JSON pointer such as '/a/b' or ''")
-    return [part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/")]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 # config.py uses this module (ConfigStore.merge); the module import keeps that cycle harmless.
-from ggsim.nucleus import config as config_rules
+from ggsim.nucleus.pointer import parse_pointer
 
 __all__ = ["fill_defaults", "merge_configuration", "reset_configuration"]
 
@@ -35,7 +35,7 @@ def reset_configuration(tree: Mapping[str, Any], pointers: Iterable[str], compon
     """``tree`` without the nodes the JSON ``pointers`` name; ``ValueError`` for text that is not a pointer."""
     out: dict[str, Any] = copy.deepcopy(dict(tree))
     for pointer in pointers:
-        parts = config_rules.parse_pointer(pointer)
+        parts = parse_pointer(pointer)
         if not parts:
             out = {}
             continue

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import ConfigStore
+from .layout import RootLayout
 from .lifecycle import READY_STATES, ComponentService, State
 from .process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
-from .recipe import Recipe, VariableContext, configuration_reader, interpolate_setenv, interpolate_step
+from .recipe import Recipe
+from .variables import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
 
 __all__ = ["Kernel", "StateListener", "TokenRevoker"]
 
@@ -69,6 +71,7 @@ class Kernel:
         timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.root = root
+        self.layout = RootLayout(root)
         self.thing_name = thing_name
         self.config = config
         self.logs = logs
@@ -142,7 +145,7 @@ class Kernel:
         step = recipe.lifecycle.get("bootstrap")
         if step is None:
             return False
-        path = self.root / "deployments" / "bootstrapped.json"
+        path = self.layout.bootstrapped_file
         try:
             done = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -32,7 +32,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from .process import ExitInfo, GreengrassLogs, ProcessRunner, ScriptProcess, SkipifError, should_skip
+from .process import ExitInfo, GreengrassLogs, ProcessRunner, ScriptProcess
+from .skipif import SkipifError, should_skip
 
 if TYPE_CHECKING:
     from .recipe import LifecycleStep, Recipe

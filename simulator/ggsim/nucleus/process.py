@@ -15,6 +15,7 @@ the step asked for privilege and runs it unprivileged — a simulator must not p
 
 Stopping a script (timeout, component stop) sends SIGTERM to its process group and to every descendant
 that left it, waits ``grace`` seconds (the nucleus waits 5 s), then sends SIGKILL to whatever is left.
+The process tree comes from psutil.
 """
 
 from __future__ import annotations
@@ -24,27 +25,24 @@ import contextlib
 import datetime as _dt
 import os
 import re
-import shutil
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import psutil
+
 import ggsim
+from ggsim.nucleus.layout import RootLayout
 
 __all__ = [
     "GreengrassLogs",
     "ProcessRunner",
     "ScriptProcess",
-    "SkipifError",
     "format_log_line",
-    "should_skip",
-    "socket_path_for_component",
 ]
 
-#: sun_path holds 108 bytes; the nucleus switches to a relative path at this length (spec IPC §1.1).
-SUN_PATH_LIMIT = 108
 DEFAULT_GRACE = 5.0
 _LINE_LIMIT = 1 << 20
 
@@ -186,90 +184,55 @@ class GreengrassLogs:
         self._files.clear()
 
 
-# ----------------------------------------------------------------------------------------- Skipif
-
-
-class SkipifError(ValueError):
-    """A Skipif expression that is neither ``onpath <exe>`` nor ``exists <file>`` (optionally negated)."""
-
-
-def should_skip(expression: str, *, path: str | None = None) -> bool:
-    """Evaluate a Skipif (spec §1.5): ``onpath <exe>`` / ``exists <file>``, a leading ``!`` negates."""
-    text = expression.strip()
-    negate = text.startswith("!")
-    if negate:
-        text = text[1:].strip()
-    parts = text.split(None, 1)
-    if len(parts) != 2 or parts[0].lower() not in ("onpath", "exists"):
-        raise SkipifError(
-            f"Skipif {expression!r}: expected 'onpath <executable>' or 'exists <file>' (optionally with a leading '!')"
-        )
-    kind, arg = parts[0].lower(), parts[1].strip()
-    if kind == "onpath":
-        found = shutil.which(arg, path=path if path is not None else os.environ.get("PATH")) is not None
-    else:
-        found = os.path.exists(os.path.expanduser(arg))
-    return found != negate
-
-
 # -------------------------------------------------------------------------------------- processes
 
 
-def socket_path_for_component(socket_path: Path) -> str:
-    """The value of AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT (relative when too long)."""
-    absolute = str(socket_path)
-    return "../../ipc.socket" if len(absolute) >= SUN_PATH_LIMIT else absolute
-
-
-def _descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (Linux /proc), deepest last."""
-    children: dict[int, list[int]] = {}
+def _descendants(pid: int) -> list[psutil.Process]:
+    """The live descendants of ``pid`` (children, grandchildren, ...)."""
     try:
-        entries = os.listdir("/proc")
-    except OSError:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
         return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+
+
+def _running(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``processes`` that have not exited (zombies have), each once."""
+    out = []
+    for process in dict.fromkeys(processes):
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+        except psutil.NoSuchProcess:
             continue
-        rest = stat.rsplit(")", 1)[-1].split()
-        if len(rest) >= 2 and rest[1].isdigit():
-            children.setdefault(int(rest[1]), []).append(int(entry))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
+        except psutil.AccessDenied:
+            out.append(process)
     return out
 
 
-def _alive(pid: int) -> bool:
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` has not exited (killpg(pgid, 0) succeeds for zombies too)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
 
 
-def _signal(pids: list[int], pgid: int | None, sig: int) -> None:
+def _signal(processes: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:
     if pgid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            process.send_signal(sig)  # psutil refuses a pid that now names another process
 
 
 @dataclass
@@ -289,10 +252,15 @@ class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
     def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=limit, loop=loop)
         self.exited: asyncio.Future[int] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+        super().connection_made(transport)
 
     def process_exited(self) -> None:
-        transport = self._transport  # type: ignore[attr-defined]
-        code = transport.get_returncode() if transport is not None else None
+        code = self.transport.get_returncode() if self.transport is not None else None
         super().process_exited()
         if not self.exited.done():
             self.exited.set_result(code if code is not None else -1)
@@ -316,12 +284,13 @@ async def _spawn(script: str, cwd: Path, env: Mapping[str, str]) -> tuple[asynci
 class ScriptProcess:
     """One running lifecycle script."""
 
-    def __init__(self, component: str, step: str, proc: asyncio.subprocess.Process, exited: asyncio.Future[int],
+    def __init__(self, component: str, step: str, proc: asyncio.subprocess.Process, protocol: _ExitAwareProtocol,
                  readers: list[asyncio.Task[None]], grace: float) -> None:
         self.component = component
         self.step = step
         self._proc = proc
-        self._exited = exited
+        self._protocol = protocol
+        self._exited = protocol.exited
         self._readers = readers
         self.pid = proc.pid
         self.grace = grace
@@ -357,22 +326,23 @@ class ScriptProcess:
         pgid = self.pid  # start_new_session: the leader's pid is the group id
         tree = _descendants(self.pid)
         if self._proc.returncode is None:
-            tree.insert(0, self.pid)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree.insert(0, psutil.Process(self.pid))
         _signal(tree, pgid, signal.SIGTERM)
         _signal(tree, pgid, signal.SIGCONT)  # a paused (SIGSTOP) tree must run to act on SIGTERM
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
-            tree = [p for p in tree + _descendants(self.pid) if _alive(p)]
+            tree = _running(tree + _descendants(self.pid))
             if self._proc.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self._exited), min(0.05, grace))
                 continue
-            if not tree and not _group_alive(pgid):
+            if not tree and not _group_running(pgid):
                 break
             await asyncio.sleep(0.02)  # polling other processes' exit; there is nothing to await
-        remaining = [p for p in tree if _alive(p)]
-        if remaining or _group_alive(pgid) or self._proc.returncode is None:
+        remaining = _running(tree)
+        if remaining or _group_running(pgid) or self._proc.returncode is None:
             _signal(remaining, pgid, signal.SIGKILL)
         await asyncio.shield(self._exited)
         for reader in self._readers:
@@ -380,30 +350,8 @@ class ScriptProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), 1.0)
             reader.cancel()
-        transport = getattr(self._proc, "_transport", None)
-        if transport is not None:
-            transport.close()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # killpg(0) succeeds for zombies too: check that some member is not a zombie
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                rest = f.read().decode(errors="replace").rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(rest) >= 3 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
-            return True
-    return False
+        if self._protocol.transport is not None:
+            self._protocol.transport.close()
 
 
 class ProcessRunner:
@@ -412,8 +360,7 @@ class ProcessRunner:
     def __init__(
         self,
         *,
-        root: Path,
-        socket_path: Path,
+        layout: RootLayout,
         thing_name: str,
         region: str,
         tokens: Tokens,
@@ -422,8 +369,7 @@ class ProcessRunner:
         grace: float = DEFAULT_GRACE,
         base_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.socket_path = Path(socket_path)
+        self.layout = layout
         self.thing_name = thing_name
         self.region = region
         self.tokens = tokens
@@ -431,9 +377,6 @@ class ProcessRunner:
         self.root_ca_path = root_ca_path
         self.grace = grace
         self.base_env = base_env
-
-    def work_path(self, component: str) -> Path:
-        return self.root / "work" / component
 
     def environment(
         self,
@@ -450,8 +393,8 @@ class ProcessRunner:
         env["GG_ROOT_CA_PATH"] = self.root_ca_path
         env.update(
             {
-                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(self.socket_path),
-                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": socket_path_for_component(self.socket_path),
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(self.layout.socket_path),
+                "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": self.layout.socket_path_for_component(),
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_IOT_THING_NAME": self.thing_name,
@@ -478,7 +421,7 @@ class ProcessRunner:
         current_state: Callable[[], str] | None = None,
     ) -> ScriptProcess:
         """Launch ``script`` for lifecycle step ``step`` (e.g. ``"Run"``) of ``component``."""
-        cwd = self.work_path(component)
+        cwd = self.layout.work_path(component)
         cwd.mkdir(parents=True, exist_ok=True)
         env = self.environment(component, lifecycle_setenv, step_setenv, extra_env)
         script_name = f"services.{component}.lifecycle.{step}"
@@ -503,7 +446,7 @@ class ProcessRunner:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 orphan, orphan_protocol = await spawn
-                await ScriptProcess(component, step, orphan, orphan_protocol.exited, [], self.grace).stop()
+                await ScriptProcess(component, step, orphan, orphan_protocol, [], self.grace).stop()
             raise
         self.logs.component(component, "INFO", "shell-runner-start", "",
                             {**ctx(), "command": f'["{script}"]'}, also_kernel=False)
@@ -511,7 +454,7 @@ class ProcessRunner:
             asyncio.ensure_future(self._copy(proc.stdout, component, "INFO", "stdout", ctx)),
             asyncio.ensure_future(self._copy(proc.stderr, component, "WARN", "stderr", ctx)),
         ]
-        return ScriptProcess(component, step, proc, protocol.exited, readers, self.grace)
+        return ScriptProcess(component, step, proc, protocol, readers, self.grace)
 
     async def run(
         self,

@@ -1,6 +1,7 @@
-"""Greengrass component recipes: loading, validation, platform selection and recipe variables.
+"""Greengrass component recipes: loading, validation and the recipe model (`RecipeDocument`, `Recipe`).
 
-Reference: spec components §1 (format, manifests, lifecycle, selections) and §2.1 (variables).
+Reference: spec components §1 (format, manifests, lifecycle, selections). Which manifest and Selections fit
+a device is `ggsim.nucleus.platform`'s business; recipe variables are `ggsim.nucleus.variables`'s.
 Keys are case-insensitive as in the nucleus; configuration values keep their keys as written.
 Every problem raises `RecipeError` with the message `<file>: <key path>: <reason>`.
 """
@@ -10,16 +11,22 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import semantic_version
 import yaml
 
-from ggsim.nucleus.platform import detect_platform
+from ggsim.nucleus.platform import (
+    detect_platform,
+    filter_selections,
+    platform_matches,
+    platform_value_problem,
+)
 from ggsim.nucleus.resolver import VersionRangeError, parse_version_range
+from ggsim.nucleus.skipif import SkipifError, parse_skipif
 
 RECIPE_FORMAT_VERSION = "2020-01-25"
 MAX_RECIPE_BYTES = 16_000
@@ -32,7 +39,6 @@ LIFECYCLE_STEPS = ("bootstrap", "install", "startup", "run", "shutdown", "recove
 DEPENDENCY_TYPES = ("HARD", "SOFT")
 UNARCHIVE_TYPES = ("NONE", "ZIP")
 PERMISSION_LEVELS = ("NONE", "OWNER", "ALL")
-_SKIPIF = re.compile(r"^(!?)\s*(onpath|exists)\s+(\S.*)$", re.IGNORECASE)
 
 
 class RecipeError(ValueError):
@@ -87,7 +93,9 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class RecipeMetadata:
+    """What a recipe says of its component for every device: the keys outside its manifests and lifecycle."""
+
     name: str
     version: str
     description: str | None
@@ -95,18 +103,29 @@ class Recipe:
     component_type: str
     dependencies: dict[str, Dependency]
     default_configuration: dict[str, Any]
-    lifecycle: dict[str, LifecycleStep]
-    lifecycle_setenv: dict[str, str]
-    artifacts: list[Artifact]
+    source: str  # where the recipe came from, for messages
     source_path: Path | None
-    raw: dict[str, Any]
-    lifecycle_options: dict[str, Any] = field(default_factory=dict)
-    manifest_index: int = 0
-    manifest_platform: dict[str, str | None] = field(default_factory=dict)
+    raw: dict[str, Any]  # the parsed document
 
     @property
     def semver(self) -> semantic_version.Version:
         return semantic_version.Version(self.version)
+
+    def metadata(self) -> dict[str, Any]:
+        """The metadata fields by name (to build a `Recipe` from a `RecipeDocument`)."""
+        return {f.name: getattr(self, f.name) for f in fields(RecipeMetadata)}
+
+
+@dataclass(frozen=True)
+class Recipe(RecipeMetadata):
+    """A recipe for one device: its metadata and the lifecycle and artifacts of the manifest selected."""
+
+    lifecycle: dict[str, LifecycleStep]
+    lifecycle_setenv: dict[str, str]
+    artifacts: list[Artifact]
+    lifecycle_options: dict[str, Any] = field(default_factory=dict)
+    manifest_index: int = 0
+    manifest_platform: dict[str, str | None] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -115,7 +134,7 @@ class Recipe:
 def _jsonable(value: Any) -> Any:
     """YAML gives dates and non-string keys; a recipe is JSON, so make it JSON-shaped."""
     if isinstance(value, dict):
-        return {(k if isinstance(k, str) else _scalar_text(k)): _jsonable(v) for k, v in value.items()}
+        return {(k if isinstance(k, str) else scalar_text(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, _dt.date | _dt.datetime):
@@ -123,7 +142,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _scalar_text(value: Any) -> str:
+def scalar_text(value: Any) -> str:
+    """A JSON scalar as text, as the nucleus writes it into an environment variable (``null``, ``true``)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -330,22 +350,12 @@ def parse_recipe_document(doc: Any, source: str, *, source_path: Path | None = N
 
 
 @dataclass(frozen=True)
-class RecipeDocument:
+class RecipeDocument(RecipeMetadata):
     """A validated recipe with all its manifests; `for_platform` picks the one for a device."""
 
-    name: str
-    version: str
-    description: str | None
-    publisher: str | None
-    component_type: str
-    dependencies: dict[str, Dependency]
-    default_configuration: dict[str, Any]
     manifests: list[Manifest]
     global_lifecycle: dict[str, Any]
     global_lifecycle_key: str
-    source: str
-    source_path: Path | None
-    raw: dict[str, Any]
 
     def select_manifest(self, platform: Mapping[str, str]) -> Manifest | None:
         for manifest in self.manifests:
@@ -381,18 +391,10 @@ class RecipeDocument:
             )
         steps, setenv, options = self.lifecycle_for(manifest)
         return Recipe(
-            name=self.name,
-            version=self.version,
-            description=self.description,
-            publisher=self.publisher,
-            component_type=self.component_type,
-            dependencies=dict(self.dependencies),
-            default_configuration=self.default_configuration,
+            **self.metadata(),
             lifecycle=steps,
             lifecycle_setenv=setenv,
             artifacts=list(manifest.artifacts),
-            source_path=self.source_path,
-            raw=self.raw,
             lifecycle_options=options,
             manifest_index=manifest.index,
             manifest_platform=dict(manifest.platform),
@@ -424,29 +426,31 @@ def _check_component_name(check: _Checker, name: Any, path: str) -> None:
         raise check.error(path, f"component name {name!r} may contain only letters, digits, '-', '_' and '.'")
 
 
-def _check_version(check: _Checker, version: Any, path: str) -> str:
+def version_problem(version: Any) -> str | None:
+    """Why ``version`` cannot be a ComponentVersion, or None when it can (the build tool asks this too)."""
     if isinstance(version, int | float) and not isinstance(version, bool):
-        raise check.error(
-            path, f"{version!r} is a number, not a version; write a quoted major.minor.patch string like \"1.0.0\""
-        )
-    version = check.string(version, path)
+        return f"{version!r} is a number, not a version; write a quoted major.minor.patch string like \"1.0.0\""
+    if not isinstance(version, str):
+        return f"expected a string, got {_describe(version)}"
     if version.upper() == "NEXT_PATCH" or version.startswith("{"):
-        raise check.error(
-            path,
-            f"{version!r} is a placeholder, not a version: build the component first (gdk component build "
-            "writes the real version); a recipe with a placeholder version cannot be deployed",
-        )
+        return (f"{version!r} is a placeholder, not a version: build the component first (gdk component build "
+                "writes the real version); a recipe with a placeholder version cannot be deployed")
     if len(version) > MAX_VERSION_LENGTH:
-        raise check.error(path, f"version is {len(version)} characters; at most {MAX_VERSION_LENGTH} allowed")
+        return f"version is {len(version)} characters; at most {MAX_VERSION_LENGTH} allowed"
     try:
         parsed = semantic_version.Version(version)
     except ValueError as exc:
-        raise check.error(
-            path, f"{version!r} is not a semantic version major.minor.patch[-prerelease][+build] ({exc})"
-        ) from exc
+        return f"{version!r} is not a semantic version major.minor.patch[-prerelease][+build] ({exc})"
     for part_name, part in (("major", parsed.major), ("minor", parsed.minor), ("patch", parsed.patch)):
         if part > MAX_VERSION_PART:
-            raise check.error(path, f"{part_name} version {part} is larger than {MAX_VERSION_PART}")
+            return f"{part_name} version {part} is larger than {MAX_VERSION_PART}"
+    return None
+
+
+def _check_version(check: _Checker, version: Any, path: str) -> str:
+    problem = version_problem(version)
+    if problem is not None:
+        raise check.error(path, problem)
     return version
 
 
@@ -482,7 +486,9 @@ def _parse_manifest(check: _Checker, value: Any, path: str, index: int) -> Manif
                 attr = attr.lower()
             if want is not None:
                 want = check.string(want, apath)
-                _check_platform_value(check, want, apath)
+                problem = platform_value_problem(want)
+                if problem is not None:
+                    raise check.error(apath, problem)
             platform[attr] = want
     name = None
     if "name" in fields and fields["name"][1] is not None:
@@ -517,19 +523,6 @@ def _parse_manifest(check: _Checker, value: Any, path: str, index: int) -> Manif
             artifacts.append(artifact)
     return Manifest(index=index, name=name, platform=platform, selections=selections, lifecycle=lifecycle,
                     artifacts=artifacts)
-
-
-def _check_platform_value(check: _Checker, want: str, path: str) -> None:
-    if want == "*":
-        return
-    if len(want) >= 2 and want.startswith("/") and want.endswith("/"):
-        try:
-            re.compile(want[1:-1])
-        except re.error as exc:
-            raise check.error(path, f"invalid regular expression {want!r}: {exc}") from exc
-        return
-    if not want or not want[0].isalnum():
-        raise check.error(path, f"{want!r} must be '*', a /regular expression/, or a value starting with a letter or digit")
 
 
 def _parse_artifact(check: _Checker, value: Any, path: str) -> Artifact:
@@ -613,10 +606,12 @@ def _parse_step(check: _Checker, value: Any, path: str) -> LifecycleStep:
     if "skipif" in fields and fields["skipif"][1] is not None:
         skey, svalue = fields["skipif"]
         skipif = check.string(svalue, _join(path, skey)).strip()
-        if not _SKIPIF.match(skipif):
+        try:
+            parse_skipif(skipif)
+        except SkipifError:
             raise check.error(
                 _join(path, skey), f"{skipif!r} is not 'onpath <executable>' or 'exists <file>' (optionally after '!')"
-            )
+            ) from None
     setenv: dict[str, str] = {}
     if "setenv" in fields:
         ekey, evalue = fields["setenv"]
@@ -654,196 +649,7 @@ def _parse_setenv(check: _Checker, value: Any, path: str) -> dict[str, str]:
     for key, item in check.mapping(value, path).items():
         if isinstance(item, dict | list):
             raise check.error(_join(path, key), f"an environment value must be a string, number or boolean, got {_describe(item)}")
-        out[key] = "" if item is None else _scalar_text(item)
+        out[key] = "" if item is None else scalar_text(item)
     return out
 
 
-# --------------------------------------------------------------------------- platforms and selections
-
-
-def platform_matches(requirement: Mapping[str, str | None], device: Mapping[str, str]) -> bool:
-    """Whether a manifest's `Platform` is satisfied by the device attributes (spec §1.3)."""
-    for key, want in requirement.items():
-        if want is None or want == "*":
-            continue
-        if key in ("os", "architecture") and want in ("all", "any"):
-            continue
-        have = device.get(key)
-        if len(want) >= 2 and want.startswith("/") and want.endswith("/"):
-            if not have or not have.strip():
-                return False
-            if re.fullmatch(want[1:-1], have) is None:
-                return False
-            continue
-        if have != want:
-            return False
-    return True
-
-
-def filter_selections(node: Any, priority: Sequence[str], selectors: set[str]) -> Any:
-    """Keep, at every mapping level that has selector keys, only the first selector present in `priority`.
-
-    Returns None when a level has selectors but none of `priority` (the caller drops that key).
-    Non-selector siblings of selector keys are dropped, as the nucleus does.
-    """
-    if not isinstance(node, dict):
-        return node
-    lowered = {k.lower(): k for k in node}
-    if any(k in selectors for k in lowered):
-        for choice in priority:
-            if choice in lowered:
-                return filter_selections(node[lowered[choice]], priority, selectors)
-        return None
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        filtered = filter_selections(value, priority, selectors)
-        if filtered is not None or value is None:
-            out[key] = filtered
-    return out
-
-
-# --------------------------------------------------------------------------- variables
-
-
-def json_pointer_get(tree: Any, pointer: str) -> Any:
-    """RFC 6901 lookup; `KeyError` when the target is missing."""
-    if pointer == "":
-        return tree
-    if not pointer.startswith("/"):
-        raise KeyError(pointer)
-    node = tree
-    for token in pointer[1:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict):
-            if token not in node:
-                raise KeyError(pointer)
-            node = node[token]
-        elif isinstance(node, list):
-            if not token.isdigit() or int(token) >= len(node) or (len(token) > 1 and token[0] == "0"):
-                raise KeyError(pointer)
-            node = node[int(token)]
-        else:
-            raise KeyError(pointer)
-    return node
-
-
-def configuration_reader(get_tree: Callable[[str], Any]) -> Callable[[str, str], Any]:
-    """Adapt `component -> whole configuration` into `(component, json_pointer) -> value`."""
-
-    def read(component: str, pointer: str) -> Any:
-        return json_pointer_get(get_tree(component), pointer)
-
-    return read
-
-
-@dataclass(frozen=True)
-class VariableContext:
-    """What recipe variables resolve against, for one component."""
-
-    component: str
-    kernel_root: Path
-    thing_name: str
-    versions: Mapping[str, str]
-    read_configuration: Callable[[str, str], Any]
-    direct_dependencies: frozenset[str] = frozenset()
-    on_unresolved: Callable[[str, str], None] | None = None
-
-    @classmethod
-    def for_component(
-        cls,
-        recipe: Recipe,
-        root: Path,
-        thing_name: str,
-        read_configuration: Callable[[str, str], Any],
-        versions: Mapping[str, str],
-        on_unresolved: Callable[[str, str], None] | None = None,
-    ) -> VariableContext:
-        deps = frozenset(recipe.dependencies)
-        own = {name: v for name, v in versions.items() if name in deps}
-        own[recipe.name] = recipe.version
-        return cls(component=recipe.name, kernel_root=Path(root), thing_name=thing_name, versions=own,
-                   read_configuration=read_configuration, direct_dependencies=deps, on_unresolved=on_unresolved)
-
-    def artifacts_path(self, component: str) -> Path:
-        return self.kernel_root / "packages" / "artifacts" / component / self.versions[component]
-
-    def decompressed_path(self, component: str) -> Path:
-        return self.kernel_root / "packages" / "artifacts-unarchived" / component / self.versions[component]
-
-    def work_path(self, component: str) -> Path:
-        return self.kernel_root / "work" / component
-
-
-_VARIABLE = re.compile(r"\{([.\w-]+):(?:([.\w-]+):)?([^:}]*)\}")
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return _scalar_text(value) if not isinstance(value, str) else value
-
-
-def _resolve_namespace(ctx: VariableContext, component: str, namespace: str, key: str) -> str | None:
-    if namespace == "configuration":
-        try:
-            return _format_value(ctx.read_configuration(component, key))
-        except LookupError:
-            return None
-    if namespace == "artifacts" and key == "path":
-        return str(ctx.artifacts_path(component))
-    if namespace == "artifacts" and key == "decompressedPath":
-        return str(ctx.decompressed_path(component))
-    if namespace == "work" and key == "path":
-        return str(ctx.work_path(component))
-    return None
-
-
-def interpolate(text: str, ctx: VariableContext) -> str:
-    """Replace recipe variables in `text` (spec components §2.1); unknown ones stay as written."""
-
-    def substitute(match: re.Match[str]) -> str:
-        first, second, key = match.group(1), match.group(2), match.group(3)
-        placeholder = match.group(0)
-        if second is None:
-            namespace = first
-            if namespace == "kernel" and key == "rootPath":
-                return str(ctx.kernel_root)
-            if namespace == "iot" and key == "thingName":
-                return ctx.thing_name
-            value = _resolve_namespace(ctx, ctx.component, namespace, key)
-        else:
-            component, namespace = first, second
-            if component != ctx.component and component not in ctx.direct_dependencies:
-                _unresolved(ctx, placeholder, f"{component} is not a direct dependency of {ctx.component}")
-                return placeholder
-            if component not in ctx.versions and namespace != "configuration" and not (
-                namespace == "work" and key == "path"
-            ):
-                _unresolved(ctx, placeholder, f"the version of {component} is not known")
-                return placeholder
-            value = _resolve_namespace(ctx, component, namespace, key)
-        if value is None:
-            _unresolved(ctx, placeholder, "unknown variable or missing configuration value")
-            return placeholder
-        return value
-
-    return _VARIABLE.sub(substitute, text)
-
-
-def _unresolved(ctx: VariableContext, placeholder: str, reason: str) -> None:
-    if ctx.on_unresolved is not None:
-        ctx.on_unresolved(placeholder, reason)
-
-
-def interpolate_setenv(env: Mapping[str, str], ctx: VariableContext) -> dict[str, str]:
-    return {key: interpolate(value, ctx) for key, value in env.items()}
-
-
-def interpolate_step(step: LifecycleStep, ctx: VariableContext) -> LifecycleStep:
-    """The step with its script, Skipif and Setenv values interpolated."""
-    return replace(
-        step,
-        script=interpolate(step.script, ctx),
-        setenv=interpolate_setenv(step.setenv, ctx),
-        skipif=interpolate(step.skipif, ctx) if step.skipif is not None else None,
-    )

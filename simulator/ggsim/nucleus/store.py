@@ -1,20 +1,13 @@
-"""The Greengrass root folder: component store (recipes, artifacts, unarchived artifacts) and its layout.
+"""The component store under a Greengrass root: recipes, artifacts and unarchived artifacts.
 
-Layout (spec components §2.3)::
-
-    <root>/packages/recipes/<b64url(sha256(name))>@<version>.recipe.yaml
-    <root>/packages/artifacts/<name>/<version>/<file>
-    <root>/packages/artifacts-unarchived/<name>/<version>/<archive stem>/...
-    <root>/work/<name>/   <root>/logs/   <root>/config/   <root>/deployments/
-
-ggsim never downloads: a local deployment brings its artifacts in an artifact directory laid out
-`<dir>/<name>/<version>/<files>`; an artifact that is in neither place is an error naming where it was
-looked for (spec: local deployments that still try S3 are a known complaint).
+Where each file lives is `ggsim.nucleus.layout.RootLayout`'s business (spec components §2.3); the store
+reads and writes there. ggsim never downloads: a local deployment brings its artifacts in an artifact
+directory laid out `<dir>/<name>/<version>/<files>`; an artifact that is in neither place is an error naming
+where it was looked for (spec: local deployments that still try S3 are a known complaint).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import shutil
@@ -26,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import semantic_version
 import yaml
 
+from ggsim.nucleus.layout import RECIPE_SUFFIX, RootLayout, recipe_name_key
 from ggsim.nucleus.recipe import (
     Artifact,
     Recipe,
@@ -43,11 +37,6 @@ class StoreError(Exception):
     """The component store cannot provide what was asked (missing artifact, bad archive, bad directory)."""
 
 
-def _name_key(name: str) -> str:
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
-
-
 def _is_within(path: Path, parent: Path) -> bool:
     try:
         path.relative_to(parent)
@@ -57,41 +46,18 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 
 class Store:
-    """The Greengrass root layout and its component store."""
+    """The component store of one Greengrass root (its folders are created if missing)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
-        self.packages = self.root / "packages"
-        self.recipes_dir = self.packages / "recipes"
-        self.artifacts_dir = self.packages / "artifacts"
-        self.unarchived_dir = self.packages / "artifacts-unarchived"
-        self.work_dir = self.root / "work"
-        self.logs_dir = self.root / "logs"
-        self.config_dir = self.root / "config"
-        self.deployments_dir = self.root / "deployments"
-        for folder in (self.recipes_dir, self.artifacts_dir, self.unarchived_dir, self.work_dir, self.logs_dir,
-                       self.config_dir, self.deployments_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-
-    # ------------------------------------------------------------------ paths
-
-    def artifacts_path(self, name: str, version: str) -> Path:
-        return self.artifacts_dir / name / version
-
-    def decompressed_path(self, name: str, version: str) -> Path:
-        return self.unarchived_dir / name / version
-
-    def work_path(self, name: str) -> Path:
-        return self.work_dir / name
-
-    def recipe_path(self, name: str, version: str) -> Path:
-        return self.recipes_dir / f"{_name_key(name)}@{version}.recipe.yaml"
+        self.layout = RootLayout(self.root)
+        self.layout.create()
 
     # ---------------------------------------------------------------- recipes
 
     def add_recipe(self, document: RecipeDocument) -> Path:
         """Store a validated recipe (re-serialised as YAML, as the nucleus does)."""
-        path = self.recipe_path(document.name, document.version)
+        path = self.layout.recipe_path(document.name, document.version)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(yaml.safe_dump(document.raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
         os.replace(tmp, path)
@@ -125,10 +91,10 @@ class Store:
 
     def versions(self, name: str) -> list[str]:
         """Versions of `name` in the recipe store, ascending."""
-        prefix = f"{_name_key(name)}@"
+        prefix = f"{recipe_name_key(name)}@"
         found = []
-        for path in self.recipes_dir.glob(f"{prefix}*.recipe.yaml"):
-            version = path.name[len(prefix):-len(".recipe.yaml")]
+        for path in self.layout.recipes_dir.glob(f"{prefix}*{RECIPE_SUFFIX}"):
+            version = path.name[len(prefix):-len(RECIPE_SUFFIX)]
             try:
                 semantic_version.Version(version)
             except ValueError:
@@ -137,11 +103,11 @@ class Store:
         return sorted(found, key=semantic_version.Version)
 
     def load_document(self, name: str, version: str) -> RecipeDocument:
-        path = self.recipe_path(name, version)
+        path = self.layout.recipe_path(name, version)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"no recipe for {name} {version} in the component store ({self.recipes_dir})") from None
+            raise StoreError(f"no recipe for {name} {version} in the component store ({self.layout.recipes_dir})") from None
         return parse_recipe_bytes(data, f"{name}@{version} (component store)", "yaml", source_path=path,
                                   check_size=False)
 
@@ -163,7 +129,7 @@ class Store:
         copied: list[tuple[str, str]] = []
         for name_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
-                target = self.artifacts_path(name_dir.name, version_dir.name)
+                target = self.layout.artifacts_path(name_dir.name, version_dir.name)
                 target.mkdir(parents=True, exist_ok=True)
                 for source in sorted(version_dir.rglob("*")):
                     destination = target / source.relative_to(version_dir)
@@ -178,7 +144,7 @@ class Store:
         return copied
 
     def artifact_file(self, recipe: Recipe, artifact: Artifact) -> Path:
-        return self.artifacts_path(recipe.name, recipe.version) / artifact.filename
+        return self.layout.artifacts_path(recipe.name, recipe.version) / artifact.filename
 
     def prepare_artifacts(self, recipe: Recipe, artifact_dir: str | Path | None = None) -> None:
         """Make every artifact of `recipe` ready: present in the store, permissions set, ZIPs unarchived."""
@@ -200,13 +166,13 @@ class Store:
                 )
             _apply_permission(path, artifact)
             if artifact.unarchive == "ZIP":
-                target = self.decompressed_path(recipe.name, recipe.version) / _archive_stem(artifact.filename)
+                target = self.layout.decompressed_path(recipe.name, recipe.version) / _archive_stem(artifact.filename)
                 unarchive_zip(path, target)
                 _apply_permission_tree(target, artifact)
 
     def prune(self, keep: Mapping[str, set[str]]) -> None:
         """Remove artifacts and unarchived artifacts of versions not in `keep` (name -> versions)."""
-        for base in (self.artifacts_dir, self.unarchived_dir):
+        for base in (self.layout.artifacts_dir, self.layout.unarchived_dir):
             for name_dir in base.iterdir():
                 if not name_dir.is_dir():
                     continue

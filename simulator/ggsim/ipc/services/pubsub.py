@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ggsim.nucleus.java_numbers import as_java_numbers
+
 from ..errors import InvalidArgumentsError
 from ..server import Call, IpcServer, Operation, Service
 
@@ -39,19 +41,6 @@ def filter_matches(filter_levels: list[str], topic_levels: list[str]) -> bool:
         if level != "+" and level != topic_levels[i]:
             return False
     return len(filter_levels) == len(topic_levels)
-
-
-def as_doubles(value: Any) -> Any:
-    """JSON numbers as the Java nucleus delivers them: every number a double (1 → 1.0)."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: as_doubles(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_doubles(v) for v in value]
-    return value
 
 
 @dataclass(eq=False)
@@ -129,7 +118,7 @@ class PubSubService(Service):
                 raise InvalidArgumentsError("publishMessage.jsonMessage.message must be a JSON object")
 
             def body() -> bytes:
-                return json.dumps({"jsonMessage": {"message": as_doubles(content), "context": context}},
+                return json.dumps({"jsonMessage": {"message": as_java_numbers(content), "context": context}},
                                   separators=(",", ":")).encode()
         elif isinstance(message.get("binaryMessage"), dict):
             data = message["binaryMessage"].get("message")

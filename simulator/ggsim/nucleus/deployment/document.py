@@ -29,7 +29,8 @@ from typing import Any
 
 import semantic_version
 
-from ggsim.nucleus.config import as_java_numbers
+from ggsim.nucleus.java_numbers import as_java_numbers
+from ggsim.nucleus.pointer import PointerError, parse_pointer
 
 __all__ = [
     "ConfigurationUpdate",
@@ -124,8 +125,10 @@ def _expect_pointers(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise DeploymentRequestError(name, f"expected a list of JSON pointers like ['/a/b', ''], got {value!r}")
     for pointer in value:
-        if pointer and not pointer.startswith("/"):
-            raise DeploymentRequestError(name, f"{pointer!r} is not a JSON pointer; it must be '' or start with '/'")
+        try:
+            parse_pointer(pointer)
+        except PointerError as exc:
+            raise DeploymentRequestError(name, str(exc)) from None
     return tuple(value)
 
 

@@ -143,8 +143,8 @@ class DeploymentManager:
 
     async def restore(self) -> None:
         """At start-up: load persisted groups, target, configuration and history; re-apply the target."""
-        state = self._read_json(self.store.deployments_dir / STATE_FILE, {})
-        history = self._read_json(self.store.deployments_dir / HISTORY_FILE, [])
+        state = self._read_json(self.store.layout.deployments_dir / STATE_FILE, {})
+        history = self._read_json(self.store.layout.deployments_dir / HISTORY_FILE, [])
         for record in history if isinstance(history, list) else []:
             if not isinstance(record, dict) or "deploymentId" not in record:
                 continue
@@ -168,7 +168,7 @@ class DeploymentManager:
         if isinstance(groups, dict):
             self._groups = {str(g): {str(n): str(v) for n, v in roots.items()}
                             for g, roots in groups.items() if isinstance(roots, dict)}
-        config = self._read_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, None)
+        config = self._read_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, None)
         if isinstance(config, dict) and not self._config.components():
             self._config.restore(config)
         target: dict[str, Recipe] = {}
@@ -190,9 +190,9 @@ class DeploymentManager:
             "groups": self._groups,
             "target": {name: recipe.version for name, recipe in self._target.items()},
         }
-        self._write_json(self.store.deployments_dir / STATE_FILE, state)
-        self._write_json(self.store.config_dir / CONFIG_SNAPSHOT_FILE, self._config.snapshot())
-        self._write_json(self.store.deployments_dir / HISTORY_FILE, self.list())
+        self._write_json(self.store.layout.deployments_dir / STATE_FILE, state)
+        self._write_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, self._config.snapshot())
+        self._write_json(self.store.layout.deployments_dir / HISTORY_FILE, self.list())
 
     async def close(self) -> None:
         """Stop the worker (a running deployment is cancelled) and persist."""
