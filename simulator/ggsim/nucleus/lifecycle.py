@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Protocol
 
 from .lifecycle_machine import (
@@ -288,7 +288,7 @@ class ComponentService:
                     answer = await self._carry_out(action)
                 except Exception as exc:  # nor a bug or an OS error carrying out an action
                     self._exception(exc)
-                    answer = None
+                    answer = _answer_to_crash(action, exc)
                 if answer is not None:
                     answers.append(answer)
 
@@ -371,11 +371,9 @@ class ComponentService:
         async def job() -> None:
             try:
                 result = await self._run_step(key, step, recipe)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self._exception(exc)
-                self._post(StepEnded(key, crash=f"{type(exc).__name__}: {exc}"))
+                self._post(_answer_to_crash(RunStep(key), exc))
             else:
                 self._post(StepEnded(key, returncode=result.returncode, timed_out=result.timed_out))
 
@@ -392,15 +390,11 @@ class ComponentService:
         if step is None:
             return LaunchSkipped(key)
         timeout = (step.timeout or self.timeouts["startup"]) if key == Step.STARTUP else step.timeout
-        try:
-            proc = await self.host.runner.start(
-                self.name, STEP_NAMES[key], step.script,
-                lifecycle_setenv=self.recipe.lifecycle_setenv, step_setenv=step.setenv,
-                requires_privilege=step.requires_privilege, current_state=lambda: str(self.state),
-            )
-        except Exception as exc:
-            self._exception(exc)
-            return LaunchFailed(key, f"{type(exc).__name__}: {exc}")
+        proc = await self.host.runner.start(
+            self.name, STEP_NAMES[key], step.script,
+            lifecycle_setenv=self.recipe.lifecycle_setenv, step_setenv=step.setenv,
+            requires_privilege=step.requires_privilege, current_state=lambda: str(self.state),
+        )
         self._procs.append(proc)
         self._main = proc
         self._main_watch = asyncio.ensure_future(self._watch(proc))
@@ -464,6 +458,16 @@ class ComponentService:
         self.host.logs.component(self.name, level, event, message, context)
 
 
-def names(states: Iterable[str | State]) -> frozenset[State]:
-    """Normalise a collection of state names."""
-    return frozenset(State(str(s).upper()) for s in states)
+def _answer_to_crash(action: Action, exc: Exception) -> Event | None:
+    """The answer the machine waits for when carrying out ``action`` raised: a step or launch that crashed
+    fails with the exception as its reason (an error in NEW, STARTING or RUNNING; Shutdown and Recover go on),
+    stopping the processes ends; nothing else is awaited (a dependency check is re-taken at the next event)."""
+    reason = f"{type(exc).__name__}: {exc}"
+    match action:
+        case RunStep(step=step):
+            return StepEnded(step, crash=reason)
+        case Launch(step=step):
+            return LaunchFailed(step, reason)
+        case StopProcesses():
+            return ProcessesStopped()
+    return None
