@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "State", "Request", "Step", "Job", "Machine", "transition", "REPORTABLE", "READY_STATES", "SETTLED_STATES",
+    "State", "Request", "Step", "Job", "Timer", "Machine", "transition", "REPORTABLE", "READY_STATES", "SETTLED_STATES",
     "COUNTED_STATES", "MAX_CONTINUAL_ERRORS", "BOOTSTRAP_OK", "STEP_NAMES",
     "Event", "StartRequested", "StopRequested", "RestartRequested", "ReinstallRequested", "Reported", "Wake",
     "DependenciesReady", "StepEnded", "Launched", "LaunchSkipped", "LaunchFailed", "MainExited", "TimedOut",
@@ -141,13 +141,19 @@ class Machine:
     """Everything the rules decide on. Immutable: ``transition`` returns a new one."""
 
     state: State = State.NEW
+    #: wanted running (start, restart, reinstall) or not (stop; Run exited 0; UpdateState FINISHED)
     desired_running: bool = False
+    #: a request that makes the component leave a state it would otherwise stay in
     pending: Request | None = None
+    #: a deployment asked for Bootstrap before the next Install
     bootstrap_pending: bool = False
-    #: an UpdateState recorded while a job ran (or in NEW/STOPPING, where it is read when the job ends)
+    #: an UpdateState recorded while a job ran (in NEW and STOPPING: read when the job ends)
     reported: State | None = None
+    #: the state the current error came from (ERRORED, then STOPPING, which restarts because of it)
     error_from: State | None = None
+    #: what the component waits for: a blocking step, a launch, its processes stopping, an error count
     job: Step | Job | None = None
+    #: the background process whose exit moves the state (Startup or Run)
     main: Step | None = None
     timer: Timer | None = None
 
