@@ -589,3 +589,27 @@ def _not_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_a_script_that_cannot_be_spawned_errors_and_a_deployment_revives_the_component(
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+) -> None:
+    recipe = make_recipe("homeless", lifecycle={"Run": "exec sleep 60"})
+
+    async def scenario() -> None:
+        async with running_kernel() as kernel:
+            blocker = work(kernel, "homeless")
+            blocker.parent.mkdir(parents=True, exist_ok=True)
+            blocker.write_text("a file where the work directory should be")
+            await kernel.apply({"homeless": recipe})
+            assert await kernel.wait_healthy(["homeless"], T) == {"homeless": "BROKEN"}
+            retry = ["STARTING", "ERRORED", "STOPPING", "INSTALLED"]
+            assert kernel.history("homeless") == ["NEW", "INSTALLED", *retry, *retry, "STARTING", "ERRORED", "BROKEN"]
+            log = (kernel.root / "logs" / "homeless.log").read_text()
+            assert "service-exception" in log and "reason=FileExistsError" in log
+            blocker.unlink()
+            await kernel.apply({"homeless": recipe})
+            assert await kernel.wait_healthy(["homeless"], T) == {"homeless": "RUNNING"}
+            assert kernel.component_pids("homeless")
+
+    run_async(scenario())
