@@ -1,6 +1,6 @@
 """The frame plane's cost per frame: the shared-memory ring (greenlens_common.ring) written here and read in
 another process, at 640x480 and 1280x720; beside it the inline-JPEG fallback (greenlens.Capture's
-InlineTransport encode into a descriptor, greenlens.Inference's FrameReader decode).
+InlineTransport encode into a descriptor, greenlens_common's FrameReader decode).
 
 Ring: `write` is RingWriter.write, `read` is RingReader.read (a copy) in the reader process; `handoff` is the
 writer's round trip (write, tell the reader over a pipe, its read, its answer), an upper bound including
@@ -79,7 +79,7 @@ def jpeg_case(width: int, height: int, frames: list[Any]) -> dict[str, Any]:
 
     from greenlens_capture.sources import CapturedFrame
     from greenlens_capture.transport import InlineTransport
-    from greenlens_inference.frames import FrameReader
+    from greenlens_common.frames import FrameReader
 
     transport = InlineTransport(INLINE_MAX_BYTES)
     reader = FrameReader()

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 from greenlens_common import messages
+from greenlens_common.frames import FrameReader, FrameReadError, FrameView
 
 from .bundle import MANIFEST, BundleError, load_bundle, read_manifest
 from .config import ConfigError, InferenceConfig
 from .engine import Engine, Invoked, Prepared, label_index
-from .frames import FrameReader, FrameReadError, FrameView
 from .latest import LatestFrame, Pending
 from .message import build_result_message
 
