@@ -57,12 +57,15 @@ class Ticket:
 class Schedule:
     """The turns of the inference workers, the estimates that time them, and the pipeline's counters.
 
-    Invariants (every field below is read and written only under ``_cond``'s lock):
+    Invariants (every field is written only under ``_cond``'s lock, and read under it too, except
+    ``_stopped`` by :attr:`stopped`: a bool that only ever becomes True, so a stale read costs one more turn
+    of a worker's loop):
 
     - at most one worker holds the take turn (``_taking``); it keeps it from :meth:`take_turn` returning True
       until its frame enters the interpreter, or it gives it up (:meth:`give_up_turn`);
     - the take turn is granted no earlier than :func:`take_due_in` says, by the estimates at that moment;
-    - at most one frame is in the interpreter (``_running_since`` is not None while one is);
+    - at most one frame is in the interpreter (``_running_since`` is not None while one is), until the
+      schedule stops (then nothing waits: workers finish what they hold and leave);
     - tickets are numbered 0, 1, 2… in the order frames enter the interpreter; ``_next_out`` is the ticket
       whose result goes out next; :meth:`wait_to_publish` returns for ticket t only when ``_next_out == t``
       (or the schedule stops), and :meth:`published` for t makes it t + 1, with or without a result. Every
@@ -94,6 +97,7 @@ class Schedule:
 
     @property
     def stopped(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stopped
 
     def stop(self) -> None:
