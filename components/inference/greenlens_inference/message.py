@@ -14,9 +14,6 @@ from typing import Any
 
 from greenlens_common import messages
 
-MODEL_KEYS = ("name", "version", "sha256", "task")
-"""The fields of Bundle.model_info() that a result names its model by."""
-
 
 def build_result_message(
     result: Mapping[str, Any], model: Mapping[str, Any], *, seq: int, captured_at: float, source: str
@@ -25,7 +22,7 @@ def build_result_message(
     ``result`` of frame ``seq`` captured at ``captured_at`` (epoch seconds) from ``source`` (the camera or
     file), with ``model`` = Bundle.model_info()."""
     return messages.result_message(
-        seq=seq, captured_at=captured_at, source=source, model={k: model[k] for k in MODEL_KEYS},
+        seq=seq, captured_at=captured_at, source=source, model=model,
         verdict=result["verdict"], top_k=result["top_k"], detections=result["detections"],
         timings_ms=result["timings_ms"],
     )
