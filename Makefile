@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml constraints.txt scripts/bootstrap.sh scripts/debian-pac
 	scripts/bootstrap.sh
 
 test: setup
-	$(PY) -m ruff check simulator tests components tools scripts
+	$(PY) -m ruff check simulator tests components tools scripts devsupport
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check simulator tests components tools scripts
+	$(PY) -m ruff check simulator tests components tools scripts devsupport
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
@@ -23,7 +23,7 @@ soak: build ; $(PY) -m bench.soak $(SOAK_ARGS)  # 10 min of the graph at 30 fps:
 
 # The whole graph on ggsim (root build/ggsim-root), the sample clip as the camera; prints the page's URL.
 run: build
-	$(PY) scripts/run_demo.py $(RUN_ARGS)
+	$(PY) -m scripts.run_demo $(RUN_ARGS)
 
 # Recipes and artifacts of every component: build/deploy/{recipes,artifacts} (tools/greenlens_build.py).
 build: setup

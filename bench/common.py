@@ -33,10 +33,9 @@ def rss_mb(pid: int) -> float:
 
 
 def python_process(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")])
-    full_env.update(env or {})
-    return subprocess.Popen([sys.executable, *args], env=full_env, text=True, **kwargs)
+    """This interpreter with ``args`` (e.g. ``-m bench.ipc_worker ...``), run from the repository root."""
+    return subprocess.Popen([sys.executable, *args], env={**os.environ, **(env or {})}, cwd=REPO, text=True,
+                            **kwargs)
 
 
 class LoopThread:
@@ -62,19 +61,6 @@ BUNDLE = REPO / "components" / "model" / "bundles" / "efficientnet-lite0"
 CLIP = REPO / "build" / "sample" / "hotdog-demo.avi"
 WIDTH, HEIGHT = 640, 480
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def components_on_path() -> None:
-    """Make the components' packages importable as their artifacts would be (as tests/conftest.py does)."""
-    for component in sorted((REPO / "components").glob("*/")):
-        if str(component) not in sys.path:
-            sys.path.insert(0, str(component))
-
-
-def components_env() -> dict[str, str]:
-    """PYTHONPATH for a worker process that imports the components' packages."""
-    paths = [str(p) for p in sorted((REPO / "components").glob("*/"))]
-    return {"PYTHONPATH": os.pathsep.join([str(REPO), *paths, os.environ.get("PYTHONPATH", "")])}
 
 
 def sample_clip() -> Path:

@@ -1,6 +1,6 @@
 """The frame plane's cost per frame: the shared-memory ring (greenlens_common.ring) written here and read in
 another process, at 640x480 and 1280x720; beside it the inline-JPEG fallback (greenlens.Capture's
-InlineTransport encode into a descriptor, greenlens.Inference's FrameReader decode).
+InlineTransport encode into a descriptor, greenlens_common's FrameReader decode).
 
 Ring: `write` is RingWriter.write, `read` is RingReader.read (a copy) in the reader process; `handoff` is the
 writer's round trip (write, tell the reader over a pipe, its read, its answer), an upper bound including
@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Any
 
-from .common import components_env, components_on_path, load, python_process, sample_clip, stats_ms
+from .common import load, python_process, sample_clip, stats_ms
 
 SIZES = ((640, 480), (1280, 720))
 FRAMES = 400
@@ -43,7 +43,7 @@ def ring_case(width: int, height: int, frames: list[Any]) -> dict[str, Any]:
 
     name = f"greenlens-bench-plane-{os.getpid()}-{width}x{height}"
     writer = RingWriter(name, width=width, height=height, slot_count=4)
-    reader = python_process(["-m", "bench.frameplane_reader"], components_env(), stdin=subprocess.PIPE,
+    reader = python_process(["-m", "bench.frameplane_reader"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, bufsize=1)
     writes, reads, trips = [], [], []
     torn = 0
@@ -79,7 +79,7 @@ def jpeg_case(width: int, height: int, frames: list[Any]) -> dict[str, Any]:
 
     from greenlens_capture.sources import CapturedFrame
     from greenlens_capture.transport import InlineTransport
-    from greenlens_inference.frames import FrameReader
+    from greenlens_common.frames import FrameReader
 
     transport = InlineTransport(INLINE_MAX_BYTES)
     reader = FrameReader()
@@ -106,7 +106,6 @@ def jpeg_case(width: int, height: int, frames: list[Any]) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    components_on_path()
     load_before = load()
     ring, jpeg = [], []
     for width, height in SIZES:

@@ -20,7 +20,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,9 @@ from typing import Any
 
 from ggsim.client import CLI_INFO
 
-from .common import REPO, ProcSampler, cmdline, components_env, descendants, load, sample_clip, stats_ms
+from devsupport.ports import free_port
+
+from .common import REPO, ProcSampler, cmdline, descendants, load, sample_clip, stats_ms
 
 DEPLOY = REPO / "build" / "deploy"
 ROOT = REPO / "build" / "bench" / "ggsim-root"  # kept between runs: the components' venvs are built once
@@ -54,12 +55,6 @@ def env() -> dict[str, str]:
                 PYTHONUNBUFFERED="1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def versions() -> dict[str, str]:
     recipes = DEPLOY / "recipes"
     if not recipes.is_dir():
@@ -78,7 +73,7 @@ class Observer:
     def __init__(self, root: Path, topic: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.observer", str(root), topic],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env={**env(), **components_env()}, bufsize=1)
+                                     env=env(), cwd=REPO, bufsize=1)
         self.records: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -57,7 +57,7 @@ class MosquittoTarget:
     name = "mosquitto"
 
     def __init__(self, workdir: Path) -> None:
-        from tests.support.mosquitto import Mosquitto
+        from devsupport.mosquitto import Mosquitto
 
         self.broker = Mosquitto(workdir)
 

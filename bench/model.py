@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .common import BUNDLE, HEIGHT, WIDTH, components_on_path, load, sample_clip, stats_ms
+from .common import BUNDLE, HEIGHT, WIDTH, load, sample_clip, stats_ms
 
 WARMUP = 20
 SECONDS = 8.0
@@ -68,6 +68,5 @@ def measure(threads: int, inputs: list[Any], seconds: float = SECONDS) -> dict[s
 
 
 def run() -> dict[str, Any]:
-    components_on_path()
     inputs = tensors()
     return {"model": BUNDLE.name, "input_shape": list(inputs[0].shape), "cases": [measure(t, inputs) for t in THREADS]}

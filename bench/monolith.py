@@ -12,7 +12,7 @@ import json
 import subprocess
 from typing import Any
 
-from .common import ProcSampler, components_env, load, python_process, sample_clip
+from .common import ProcSampler, load, python_process, sample_clip
 
 WARMUP = 5.0
 SECONDS = 20.0
@@ -22,7 +22,7 @@ PACED_FPS = 30.0
 
 def run_case(pace: float, threads: int = THREADS, warmup: float = WARMUP, seconds: float = SECONDS) -> dict[str, Any]:
     proc = python_process(["-m", "bench.monolith_worker", str(sample_clip()), str(threads), str(pace), str(warmup),
-                           str(seconds)], components_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                           str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     sampler = ProcSampler({"monolith": proc.pid}).start()
     try:
         line = proc.stdout.readline()

@@ -14,4 +14,8 @@ fi
 for req in components/*/requirements.txt; do
     [ -f "$req" ] && .venv/bin/pip install -q --disable-pip-version-check -r "$req"
 done
+# The components' packages importable in this venv, each from its folder as its artifact lays it out (what an
+# editable install does): tests, bench and scripts import them without touching sys.path.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+for pkg in components/*/*/__init__.py; do dirname "$(dirname "$PWD/$pkg")"; done | sort -u >"$site/greenlens-components.pth"
 touch .venv/.installed

@@ -1,6 +1,6 @@
 """`make run`: the whole GreenLens graph on ggsim, natively, until Ctrl-C.
 
-    python scripts/run_demo.py [--root build/ggsim-root] [--source SOURCE]
+    python -m scripts.run_demo [--root build/ggsim-root] [--source SOURCE]   (from the repository root)
 
 1. the sample clip (scripts/make_sample_clip.py) when ../shared/data/hotdog-photos is present, else
    greenlens.Capture's `synthetic` source (or --source: a camera index, a URL, a video or a photo folder);
@@ -24,13 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from scripts import make_sample_clip
+from tools.greenlens_build import BuildError, load_projects
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-sys.path.insert(0, str(REPO / "scripts"))
-
-import make_sample_clip  # noqa: E402
-from greenlens_build import BuildError, load_projects  # noqa: E402
-
 DEPLOY = REPO / "build" / "deploy"
 CLIP = REPO / "build" / "sample" / "hotdog-demo.avi"
 START_TIMEOUT = 60.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,16 +23,12 @@ from greenlens_capture.sources import (
     open_source,
 )
 
+from devsupport.ports import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 RTSP_SERVER = Path(__file__).parent / "support" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ synthetic
@@ -145,7 +140,7 @@ def test_a_file_opencv_cannot_decode_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 def test_an_unopenable_url_fails_fast_with_the_reason(scheme: str) -> None:
-    url = f"{scheme}://127.0.0.1:{_free_port()}/cam"
+    url = f"{scheme}://127.0.0.1:{free_port()}/cam"
     started = time.monotonic()
     with pytest.raises(SourceOpenError, match=rf"cannot open stream {url}: connection refused by 127.0.0.1"):
         open_source(url, width=64, height=48, fps=5, open_timeout=3)
@@ -253,7 +248,7 @@ class RtspServer:
 def rtsp_server() -> Iterator[RtspServer]:
     if not Path(SYSTEM_PYTHON).exists():
         pytest.fail(f"{SYSTEM_PYTHON} is needed for the GStreamer RTSP test server (scripts/debian-packages.txt)")
-    server = RtspServer(_free_port())
+    server = RtspServer(free_port())
     yield server
     server.stop()
 

@@ -473,7 +473,7 @@ def test_inline_jpeg_descriptors_decode_like_the_capture_encodes_them() -> None:
     msg = messages.frame_message(source="c", seq=1, captured_at=1.0, width=60, height=40, dropped=0,
                                  jpeg=jpeg.tobytes())
     assert base64.b64decode(msg["jpeg"]) == jpeg.tobytes()
-    from greenlens_inference.frames import FrameReader, FrameReadError
+    from greenlens_common.frames import FrameReader, FrameReadError
 
     decoded = FrameReader().read(msg)
     assert decoded is not None and decoded.shape == (40, 60, 3)

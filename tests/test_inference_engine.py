@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from greenlens_inference import BundleError, Engine, build_result_message, check_result_message, load_bundle
+from greenlens_common import messages
+from greenlens_inference import BundleError, Engine, build_result_message, load_bundle
 from greenlens_inference.ssd import generate_anchors, non_max_suppression
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +206,11 @@ def test_result_message_is_a_small_json_greenlens_result(hotdog_engine: Engine) 
     encoded = json.dumps(message)
     assert len(encoded.encode()) < 10_000  # fits one Greengrass IPC frame (nucleus lite cap)
     decoded = json.loads(encoded)
-    check_result_message(decoded)
+    assert messages.validate(decoded, expect=messages.RESULT) == messages.RESULT
+    assert encoded == json.dumps({  # the fields in the order Inference has always sent them
+        "schema": "greenlens.result/1", "seq": 42, "captured_at": 1700000000.25, "source": "file:sample",
+        "model": hotdog_engine.bundle.model_info(), "verdict": result["verdict"], "top_k": result["top_k"],
+        "detections": [], "timings_ms": result["timings_ms"]})
     assert decoded["schema"] == "greenlens.result/1"
     assert decoded["seq"] == 42 and decoded["captured_at"] == 1700000000.25 and decoded["source"] == "file:sample"
     manifest = json.loads((HOTDOG_BUNDLE / "model.json").read_text())
@@ -213,11 +218,11 @@ def test_result_message_is_a_small_json_greenlens_result(hotdog_engine: Engine) 
                                 "sha256": manifest["sha256"], "task": "classification"}
     assert decoded["verdict"] == {"label": "hotdog", "present": True, "score": result["verdict"]["score"]}
     assert decoded["top_k"] == result["top_k"] and decoded["timings_ms"] == result["timings_ms"]
-    with pytest.raises(ValueError, match="seq is -1"):
+    with pytest.raises(messages.MessageError, match="field seq: -1 is less than the minimum of 0"):
         build_result_message(result, hotdog_engine.bundle.model_info(), seq=-1, captured_at=1.0, source="x")
     decoded["verdict"]["present"] = "yes"
-    with pytest.raises(ValueError, match="field 'verdict.present': 'yes' is not of type 'boolean'"):
-        check_result_message(decoded)
+    with pytest.raises(messages.MessageError, match="field verdict/present: 'yes' is not of type 'boolean'"):
+        messages.validate(decoded, expect=messages.RESULT)
 
 
 # --- face detection ------------------------------------------------------------------------------------
@@ -271,7 +276,7 @@ def test_face_detector_finds_the_face_where_it_is(face_engine: Engine) -> None:
     message = build_result_message(
         face_engine.infer(frame), face_engine.bundle.model_info(), seq=0, captured_at=0.0, source="photo"
     )
-    check_result_message(json.loads(json.dumps(message)))
+    messages.validate(json.loads(json.dumps(message)), expect=messages.RESULT)
     assert message["model"]["task"] == "detection" and message["detections"][0]["box"] == [x0, y0, x1, y1]
 
     # Mirrored, the box mirrors.

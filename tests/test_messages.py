@@ -13,6 +13,7 @@ from greenlens_common import messages
 from greenlens_common.messages import MessageError, UnsupportedSchemaError, validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 CONTRACTS = Path(__file__).parent / "contracts"
 RECORDED = sorted(CONTRACTS.glob("*.json"))
@@ -168,3 +169,17 @@ def test_the_fast_validator_and_jsonschema_agree_on_every_mutation_of_a_recorded
     except fastjsonschema.JsonSchemaException:
         fast_ok = False
     assert fast_ok == messages._VALIDATORS[name].is_valid(msg), msg
+
+
+def test_schema_files_are_written_from_the_one_definition_and_read_the_recorded_messages(tmp_path: Path) -> None:
+    assert messages.main(["--write-schemas", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{name}.1.schema.json" for name in messages.SCHEMAS)
+    for path in RECORDED:
+        msg = _load(path)
+        name = messages.schema_of(msg)[0]
+        schema = json.loads((tmp_path / f"{name}.1.schema.json").read_text())
+        assert schema == messages.SCHEMAS[name]
+        Draft202012Validator.check_schema(schema)
+        assert Draft202012Validator(schema).is_valid(msg)
+        msg["schema"] = f"{name}/2"
+        assert not Draft202012Validator(schema).is_valid(msg)

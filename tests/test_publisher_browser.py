@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from greenlens_common import topics
 
+from devsupport.ports import free_port
 from tests.support.browser import chromium
-from tests.support.publisher import Feeder, free_port, http_json, start_publisher, stop_publisher, wait_until
+from tests.support.publisher import Feeder, http_json, start_publisher, stop_publisher, wait_until
 
 
 class FeedLoop:

@@ -14,9 +14,10 @@ import pytest
 from greenlens_common import messages, topics
 from greenlens_common.ipc import Ipc
 
+from devsupport.ports import free_port
 from tests.ipc.conftest import Core
 from tests.support.mosquitto import Mosquitto
-from tests.support.publisher import Feeder, free_port, http_json, start_publisher, stop_publisher, wait_until
+from tests.support.publisher import Feeder, http_json, start_publisher, stop_publisher, wait_until
 
 THING = "test-thing-7"
 NAME = "greenlens.StreamPublisher"

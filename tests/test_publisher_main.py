@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from greenlens_common import messages, topics
 
-from tests.support.publisher import Feeder, free_port, http_json, start_publisher, stop_publisher, wait_until
+from devsupport.ports import free_port
+from tests.support.publisher import Feeder, http_json, start_publisher, stop_publisher, wait_until
 
 
 class NoIpcPublisher:

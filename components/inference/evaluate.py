@@ -19,11 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from greenlens_inference import BundleError, Engine, load_bundle  # noqa: E402
-from greenlens_inference.verdict import check_threshold  # noqa: E402
+from greenlens_inference import BundleError, Engine, load_bundle
+from greenlens_inference.verdict import check_threshold
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 COMPONENT_PATH = os.pathsep.join(str(REPO / "components" / p) for p in ("publisher", "common"))
 MODEL = {"name": "test-model", "version": "1.0.0", "sha256": "a" * 64, "task": "classification"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def photos(n: int, width: int = 320, height: int = 240) -> list[np.ndarray]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "components" / "common"))
-
-import numpy as np  # noqa: E402
-from greenlens_common.ring import RingReader, RingWriter  # noqa: E402
+import numpy as np
+from greenlens_common.ring import RingReader, RingWriter
 
 
 def _stdin_closed() -> threading.Event:

@@ -4,14 +4,21 @@ Every message is a JSON object whose ``schema`` field names its contract and maj
 ``greenlens.frame/1`` (a minor may follow: ``greenlens.frame/1.2``). Components are versioned apart, so a
 consumer accepts any message of the major it knows and ignores fields it does not know (every schema
 allows additional properties); a message of another major is rejected with a clear error.
+
+The schemas below are the one definition of each contract; JSON Schema files for consumers that are not
+Python are written from them: ``python -m greenlens_common.messages --write-schemas DIR``.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import json
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -231,13 +238,15 @@ def result_message(
     top_k: Sequence[Mapping[str, Any]] | None = None,
     detections: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A ``greenlens.result/1`` message (validated)."""
+    """A ``greenlens.result/1`` message (validated), its fields in the order greenlens.Inference has always
+    sent them."""
     msg: dict[str, Any] = {
         "schema": f"{RESULT}/{MAJOR}", "seq": int(seq), "captured_at": float(captured_at), "source": source,
-        "model": dict(model), "verdict": dict(verdict), "timings_ms": {k: float(v) for k, v in timings_ms.items()},
+        "model": dict(model), "verdict": dict(verdict),
+        "top_k": [dict(t) for t in top_k or ()],
+        "detections": [{**d, "box": [float(x) for x in d["box"]]} for d in detections or ()],
+        "timings_ms": {k: float(v) for k, v in timings_ms.items()},
     }
-    msg["top_k"] = [dict(t) for t in top_k or ()]
-    msg["detections"] = [{**d, "box": [float(x) for x in d["box"]]} for d in detections or ()]
     validate(msg)
     return msg
 
@@ -257,6 +266,27 @@ def event_message(
     return msg
 
 
+def schema_file_name(name: str) -> str:
+    """The file the JSON Schema of message kind ``name`` is written to, e.g. ``greenlens.result.1.schema.json``."""
+    return f"{name}.{MAJOR}.schema.json"
+
+
+def schema_file_text(name: str) -> str:
+    """The JSON Schema of message kind ``name`` as a file (for consumers that are not Python)."""
+    return json.dumps(SCHEMAS[name], indent=2) + "\n"
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    """Write the JSON Schema file of every message kind into ``directory``; the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMAS:
+        path = directory / schema_file_name(name)
+        path.write_text(schema_file_text(name))
+        written.append(path)
+    return written
+
+
 def frame_jpeg(msg: Mapping[str, Any]) -> bytes:
     """The inline JPEG bytes of a frame message (MessageError when it carries a ring slot instead)."""
     data = msg.get("jpeg")
@@ -266,3 +296,18 @@ def frame_jpeg(msg: Mapping[str, Any]) -> bytes:
         return base64.b64decode(data, validate=True)
     except ValueError as exc:
         raise MessageError(f"frame message field jpeg: not valid base64 ({exc})") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m greenlens_common.messages",
+                                     description="Write the JSON Schema files of the GreenLens messages.")
+    parser.add_argument("--write-schemas", metavar="DIR", type=Path, required=True,
+                        help="folder to write <schema>.<major>.schema.json into")
+    args = parser.parse_args(argv)
+    for path in write_schemas(args.write_schemas):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

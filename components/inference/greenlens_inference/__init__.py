@@ -2,19 +2,16 @@
 
 from .bundle import Bundle, BundleError, load_bundle
 from .engine import Engine
-from .message import SCHEMA as RESULT_SCHEMA
-from .message import build_result_message, check_result_message
+from .message import build_result_message
 from .preprocess import preprocess
 from .runtime import RUNTIME
 
 __all__ = [
-    "RESULT_SCHEMA",
     "RUNTIME",
     "Bundle",
     "BundleError",
     "Engine",
     "build_result_message",
-    "check_result_message",
     "load_bundle",
     "preprocess",
 ]

@@ -6,7 +6,7 @@ into the result and publishes it (in frame order). The other worker takes the ne
 the interpreter to be free (by the measured durations of preparing and running), so while the model runs on
 frame n, frame n+1 is prepared and frame n-1 finished on other cores, and the frame taken is as fresh as it
 can be. At a camera's pace (the model faster than the frames) one worker does a whole frame, with no hand-off
-between threads.
+between threads. The turns, their timing and the counters are kept by one :class:`~.schedule.Schedule`.
 
 It knows nothing of IPC: descriptors come in through :meth:`InferenceComponent.offer` (from any thread)
 and results go out through a ``publish(topic, message)`` callable, so it runs the same under a nucleus and
@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 from greenlens_common import messages
+from greenlens_common.frames import FrameReader, FrameReadError, FrameView
 
 from .bundle import MANIFEST, BundleError, load_bundle, read_manifest
 from .config import ConfigError, InferenceConfig
 from .engine import Engine, Invoked, Prepared, label_index
-from .frames import FrameReader, FrameReadError, FrameView
 from .latest import LatestFrame, Pending
 from .message import build_result_message
+from .schedule import Schedule
 
 log = logging.getLogger("greenlens.inference")
 
@@ -41,19 +42,14 @@ Publish = Callable[[str, dict[str, Any]], None]
 STATS_INTERVAL_S = 60.0
 WORKERS = 2
 """Worker threads: one can prepare the next frame while another's frame is in the interpreter."""
-LEAD_MARGIN_S = 0.002
-"""The next frame is taken this much earlier than the estimates say it must (preparing varies: a late
-frame leaves the interpreter idle, an early one is at most this much older)."""
-EWMA_WEIGHT = 0.2
-"""Weight of the newest duration in the running estimates of preparing and running a frame."""
-HANDOVER_TIMEOUT_S = 0.005
-"""At most this long a worker leaving the interpreter waits for the prepared frame to enter it."""
 FATAL_PUBLISH_ERRORS = 10
 """Consecutive failed publishes after which the component gives up (the nucleus restarts it)."""
 
 
 @dataclass
 class InferenceCounters:
+    """The component's counters at one instant (:meth:`InferenceComponent.snapshot`)."""
+
     received: int = 0
     """Frame descriptors accepted (a supported schema)."""
     results: int = 0
@@ -128,25 +124,14 @@ class InferenceComponent:
         self.on_fatal = on_fatal
         self.config = InferenceConfig()
         self.engine: Engine | None = None
-        self.counters = InferenceCounters()
         self.latest = LatestFrame()
+        self.schedule = Schedule()
         self.frames = FrameReader(ring_dir)
+        """Read only by the worker holding the take turn (one at a time)."""
         self.rate_limited = RateLimitedLog()
         self._configure_lock = threading.Lock()
         self._workers: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._consecutive_publish_errors = 0
-        # The workers' turns: who takes the next frame, who is in the interpreter, whose result goes out next.
-        self._pipe = threading.Condition()
-        self._run_started: float | None = None
-        self._est_prepare = 0.0
-        self._est_run = 0.0
-        self._preparing = False
-        """A worker holds the turn to take and prepare the next frame."""
-        self._waiting_to_run = 0
-        self._tickets = 0
-        self._published = 0
-        """Frames are numbered as they enter the interpreter; results go out in that order."""
+        self._report_lock = threading.Lock()
         self._last_report = time.monotonic()
 
     # -- configuration
@@ -213,21 +198,19 @@ class InferenceComponent:
         try:
             messages.validate(message, expect=messages.FRAME)
         except messages.UnsupportedSchemaError as exc:
-            self.counters.rejected += 1
+            self.schedule.count("rejected")
             self.rate_limited.warning("schema", f"frame message refused: {exc}")
             return
         except messages.MessageError as exc:
-            self.counters.rejected += 1
+            self.schedule.count("rejected")
             self.rate_limited.warning("invalid", f"frame message refused: {exc}")
             return
-        self.counters.received += 1
-        self.latest.offer(Pending(message))
+        self.latest.offer(Pending(message))  # counted there as received
 
     # -- the worker
 
     def start(self) -> None:
         if not self._workers:
-            self._stop.clear()
             self._workers = [threading.Thread(target=self._work, name=f"inference-worker-{i}", daemon=True)
                              for i in range(WORKERS)]
             for t in self._workers:
@@ -238,10 +221,8 @@ class InferenceComponent:
         return self.latest.wait_idle(timeout)
 
     def close(self) -> None:
-        self._stop.set()
+        self.schedule.stop()
         self.latest.close()
-        with self._pipe:
-            self._pipe.notify_all()
         for t in self._workers:
             t.join(30)
         self._workers = []
@@ -250,11 +231,12 @@ class InferenceComponent:
     # -- the workers
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            if self._take_turn():
+        schedule = self.schedule
+        while not schedule.stopped:
+            if schedule.take_turn():
                 item = self.latest.take(timeout=1.0)
                 if item is None:
-                    self._give_up_turn()
+                    schedule.give_up_turn()
                 else:
                     try:
                         self._process(item)
@@ -263,73 +245,38 @@ class InferenceComponent:
             self._maybe_log_stats()
 
     def _maybe_log_stats(self) -> None:
-        with self._pipe:
+        with self._report_lock:
             now = time.monotonic()
             if now - self._last_report < STATS_INTERVAL_S:
                 return
             self._last_report = now
         self.log_stats()
 
-    def _take_turn(self) -> bool:
-        """Wait (≤ 1 s) for this worker's turn to take the next frame: no other worker holds the turn, and
-        the interpreter is free or will be by the time a frame is prepared. False: not yet (or stopping)."""
-        with self._pipe:
-            if self._stop.is_set():
-                return False
-            if self._preparing:
-                self._pipe.wait(1.0)
-                return False
-            started = self._run_started
-            due = 0.0 if started is None else (
-                started + self._est_run - self._est_prepare - LEAD_MARGIN_S - time.monotonic())
-            if due > 0:
-                self._pipe.wait(min(due, 1.0))
-                return False
-            self._preparing = True
-            return True
-
-    def _give_up_turn(self) -> None:
-        with self._pipe:
-            self._preparing = False
-            self._pipe.notify_all()
-
     def _process(self, item: Pending) -> None:
-        """One frame: prepare it, run the model when the interpreter is free, publish in frame order."""
+        """One frame, by the schedule's turns: prepare it (holding the take turn), run the model (holding
+        the interpreter), make the result and publish it (in ticket order)."""
+        schedule = self.schedule
         ready = self._prepare(item)
         if ready is None:
-            self._give_up_turn()
+            schedule.give_up_turn()
             return
-        with self._pipe:
-            self._waiting_to_run += 1
-            self._pipe.wait_for(lambda: self._run_started is None or self._stop.is_set())
-            self._waiting_to_run -= 1
-            self._preparing = False  # the next frame's turn opens while this one runs
-            started = self._run_started = time.monotonic()
-            ticket, self._tickets = self._tickets, self._tickets + 1
-            self._est_prepare += EWMA_WEIGHT * ((ready.ready_at - ready.taken) - self._est_prepare)
-            self._pipe.notify_all()
+        ticket = schedule.enter_interpreter(ready.ready_at - ready.taken)
         try:
             invoked = self._invoke(ready)
         finally:
-            with self._pipe:
-                self._est_run += EWMA_WEIGHT * ((time.monotonic() - started) - self._est_run)
-                self._run_started = None
-                self._pipe.notify_all()
-                if self._waiting_to_run:
-                    # Let the prepared frame into the interpreter before finishing this one: finishing is
-                    # Python and would hold the GIL that the other worker needs to start the model.
-                    self._pipe.wait_for(lambda: self._run_started is not None or self._stop.is_set(),
-                                        HANDOVER_TIMEOUT_S)
+            schedule.leave_interpreter(ticket)
+        sent: bool | None = None
+        failure: Exception | None = None
         try:
-            message = None if invoked is None else self._result(ready, started, *invoked)
-            with self._pipe:  # a frame's result never overtakes the one of the frame before it
-                self._pipe.wait_for(lambda: self._published == ticket or self._stop.is_set())
+            message = None if invoked is None else self._result(ready, ticket.started, *invoked)
+            counts = schedule.wait_to_publish(ticket)  # a frame's result never overtakes the one before it
             if message is not None:
-                self.send(message)
+                failure = self._publish(message, counts["overwritten"])
+                sent = failure is None
         finally:
-            with self._pipe:
-                self._published = ticket + 1
-                self._pipe.notify_all()
+            failed_in_a_row = schedule.published(ticket, sent)
+        if failure is not None:
+            self._publish_failed(failure, failed_in_a_row)
 
     def _prepare(self, item: Pending) -> _Ready | None:
         """Make the descriptor's input tensor; None when that cannot be done (counted)."""
@@ -341,7 +288,7 @@ class InferenceComponent:
         try:
             frame: FrameView | None = self.frames.view(msg)
         except FrameReadError as exc:
-            self.counters.unreadable += 1
+            self.schedule.count("unreadable")
             self.rate_limited.warning("unreadable", f"frame cannot be read: {exc}")
             return None
         read_done = time.monotonic()
@@ -357,11 +304,11 @@ class InferenceComponent:
         return _Ready(item, prepared, taken, _ms(read_done - taken), time.monotonic())
 
     def _overwritten(self, msg: dict[str, Any]) -> None:
-        self.counters.overwritten += 1
+        self.schedule.count("overwritten")
         log.debug("frame seq %s: its ring slot was overwritten before it was read", msg.get("seq"))
 
     def _frame_failed(self, msg: dict[str, Any], exc: Exception) -> None:
-        self.counters.errors += 1
+        self.schedule.count("errors")
         self.rate_limited.warning("error", f"frame seq {msg.get('seq')}: inference failed: "
                                            f"{type(exc).__name__}: {exc}")
 
@@ -402,24 +349,32 @@ class InferenceComponent:
                                     source=source)
 
     def send(self, message: dict[str, Any]) -> None:
-        """Publish a result: the counters and the capture-to-result latency are filled in now."""
-        self.counters.results += 1
+        """Publish a result outside the workers (one image at a time, ``--no-ipc``)."""
+        failure = self._publish(message, self.schedule.counts()["overwritten"])
+        failed_in_a_row = self.schedule.count_publish(failure is None)
+        if failure is not None:
+            self._publish_failed(failure, failed_in_a_row)
+
+    def _publish(self, message: dict[str, Any], overwritten: int) -> Exception | None:
+        """Publish a result, the counters and the capture-to-result latency filled in now; the error if it
+        could not be published."""
         message["skipped"] = self.latest.skipped
-        message["overwritten"] = self.counters.overwritten
+        message["overwritten"] = overwritten
         timings = message["timings_ms"]
         timings["total"] = round(sum(timings.get(k, 0.0) for k in
                                      ("queue", "read", "preprocess", "wait", "inference", "postprocess")), 3)
         timings["capture_to_result"] = _ms(time.time() - message["captured_at"])
         try:
             self.publish(self.config.results_topic, message)
-            self._consecutive_publish_errors = 0
         except Exception as exc:
-            self.counters.publish_errors += 1
-            self._consecutive_publish_errors += 1
-            log.warning("publish to %s failed (%d so far): %s", self.config.results_topic,
-                        self.counters.publish_errors, exc)
-            if self._consecutive_publish_errors >= FATAL_PUBLISH_ERRORS and self.on_fatal is not None:
-                self.on_fatal(exc)
+            return exc
+        return None
+
+    def _publish_failed(self, exc: Exception, failed_in_a_row: int) -> None:
+        log.warning("publish to %s failed (%d so far): %s", self.config.results_topic,
+                    self.schedule.counts()["publish_errors"], exc)
+        if failed_in_a_row >= FATAL_PUBLISH_ERRORS and self.on_fatal is not None:
+            self.on_fatal(exc)
 
     def _event(self, kind: str, detail: str) -> None:
         try:
@@ -434,9 +389,13 @@ class InferenceComponent:
         self._event(kind, detail)
 
     def snapshot(self) -> InferenceCounters:
-        c = InferenceCounters(**asdict(self.counters))
-        c.skipped = self.latest.skipped
-        return c
+        """The counters now (the mailbox's and the schedule's, each read at one instant)."""
+        received, skipped = self.latest.counts()
+        return InferenceCounters(received=received, skipped=skipped, **self.schedule.counts())
+
+    @property
+    def counters(self) -> InferenceCounters:
+        return self.snapshot()
 
     def log_stats(self) -> None:
         c = self.snapshot()

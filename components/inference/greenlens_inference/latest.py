@@ -88,6 +88,11 @@ class LatestFrame:
         with self._cond:
             self.skipped += 1
 
+    def counts(self) -> tuple[int, int]:
+        """(offered, skipped), read at one instant."""
+        with self._cond:
+            return self.offered, self.skipped
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending and the worker is not busy; False after ``timeout``."""
         with self._cond:

@@ -23,7 +23,7 @@ from .annotate import draw_result, placeholder, verdict_text
 from .cloud import COMPONENT, CloudOutbox, Send
 from .config import PublisherConfig
 from .debounce import Debouncer
-from .frames import FrameReader, Image, LatestImage
+from .frames import Image, LatestImage, StreamFrames
 from .metrics import PipelineMetrics
 from .ratelimit import ResultSampler, TokenBucket
 from .spool import Spool
@@ -46,7 +46,7 @@ class PublisherComponent:
         self.config = config
         self.thing_name = thing_name
         self.started_at = time.time()
-        self.reader = FrameReader(ring_dir)
+        self.reader = StreamFrames(ring_dir)
         self.metrics = PipelineMetrics()
         self.device = LatestImage("device", placeholder(640, 480, "waiting for frames"), config.jpeg_quality)
         self.project = LatestImage("project", placeholder(640, 480, "waiting for results"), config.jpeg_quality)

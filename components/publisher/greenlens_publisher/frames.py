@@ -1,5 +1,6 @@
-"""Pixels of frame descriptors: read from the shared-memory ring (or the inline JPEG), and the newest
-image of each stream, encoded to JPEG once per frame however many viewers there are."""
+"""The publisher's frames: the pixels of descriptors for its two streams (read through greenlens_common's
+FrameReader, from two threads, a ring nobody can read reported once), and the newest image of each stream,
+encoded to JPEG once per frame however many viewers there are."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from greenlens_common import messages
-from greenlens_common.ring import RingError, RingReader, RingReaders
+from greenlens_common.frames import FrameReader, FrameReadError, FrameView
 
 log = logging.getLogger("greenlens.publisher.frames")
 
@@ -25,91 +25,52 @@ class Image:
     image: np.ndarray
 
 
-def _always() -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class _View:
-    seq: int
-    captured_at: float
-    image: np.ndarray
-    intact: Callable[[], bool] = _always
-
-
-class FrameReader:
-    """Reads the frame a ``greenlens.frame/1`` descriptor points at; None once its ring slot was overwritten."""
+class StreamFrames:
+    """The frames the streams show: a ``greenlens.frame/1`` descriptor's pixels, None once its ring slot was
+    overwritten or when they cannot be read (counted in ``errors``, logged once per ring until it is reopened).
+    Safe to call from several threads (the worker and the stream encoder)."""
 
     def __init__(self, ring_dir: str | os.PathLike[str] | None = None) -> None:
-        self.ring_dir = ring_dir
         self._complained: set[str] = set()
-        self._readers = RingReaders(ring_dir, on_open=self._complained.discard)  # a new ring may complain again
-        self._lock = threading.Lock()  # the worker and the stream encoder both read
+        self._reader = FrameReader(ring_dir, on_open=self._complained.discard)  # a new ring may complain again
+        self._lock = threading.Lock()
         self.errors = 0
 
     def read(self, descriptor: Mapping[str, Any]) -> Image | None:
         """The frame's pixels, a copy of its own."""
         with self._lock:
-            return self._read(descriptor, borrow=False)
+            image = self._call(self._reader.read, descriptor)
+        return None if image is None else Image(int(descriptor["seq"]), float(descriptor["captured_at"]), image)
 
     def readable(self, descriptor: Mapping[str, Any]) -> bool:
         """Whether the frame can be read now (its ring slot checked in place, nothing copied)."""
         with self._lock:
-            return self._read(descriptor, borrow=True) is not None
+            return self._call(self._reader.view, descriptor) is not None
 
     def draw(self, descriptor: Mapping[str, Any], draw: Callable[[np.ndarray], np.ndarray]) -> Image | None:
         """``draw(pixels)`` (which must return a new image) on the frame viewed in place in the ring, not
         copied first; None when the frame is gone, or was overwritten while it was drawn."""
         with self._lock:
-            view = self._read(descriptor, borrow=True)
+            view: FrameView | None = self._call(self._reader.view, descriptor)
         if view is None:
             return None
-        drawn = Image(view.seq, view.captured_at, draw(view.image))
+        drawn = Image(int(descriptor["seq"]), float(descriptor["captured_at"]), draw(view.image))
         return drawn if view.intact() else None
 
-    def _read(self, descriptor: Mapping[str, Any], borrow: bool) -> Any:
-        seq = int(descriptor["seq"])
-        captured_at = float(descriptor["captured_at"])
-        ring = descriptor.get("ring")
-        if ring is None:
-            try:
-                data = np.frombuffer(messages.frame_jpeg(descriptor), np.uint8)
-                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            except (messages.MessageError, cv2.error) as exc:
-                return self._error("inline", f"frame {seq}: inline JPEG is unusable: {exc}")
-            if image is None:
-                return self._error("inline", f"frame {seq}: inline JPEG could not be decoded")
-            return _View(seq, captured_at, image) if borrow else Image(seq, captured_at, image)
-        reader = self._reader(str(ring["name"]))
-        if reader is None:
-            return None
+    def _call(self, fetch: Callable[[Mapping[str, Any]], Any], descriptor: Mapping[str, Any]) -> Any:
         try:
-            if borrow:
-                view = reader.borrow(int(ring["slot"]), int(ring["slot_seq"]))
-                return None if view is None else _View(seq, captured_at, view.image, view.intact)
-            frame = reader.read(int(ring["slot"]), int(ring["slot_seq"]))
-        except RingError as exc:
-            return self._error(reader.name, str(exc))
-        if frame is None:
+            return fetch(descriptor)
+        except FrameReadError as exc:
+            self.errors += 1
+            key = exc.ring or "inline"
+            if key not in self._complained:
+                self._complained.add(key)
+                log.error("cannot read frames: %s", exc)
             return None
-        return Image(seq, captured_at, frame.image)
-
-    def _reader(self, name: str) -> RingReader | None:
-        try:
-            return self._readers.get(name)  # a new reader when Capture made a new ring under the same name
-        except RingError as exc:
-            self._error(name, str(exc))
-            return None
-
-    def _error(self, key: str, text: str) -> None:
-        self.errors += 1
-        if key not in self._complained:
-            self._complained.add(key)
-            log.error("cannot read frames: %s", text)
-        return None
 
     def close(self) -> None:
-        self._readers.close()
+        with self._lock:
+            self._reader.close()
 
 
 class LatestImage:
