@@ -17,7 +17,6 @@ import json
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import cv2
 import paho.mqtt.client as mqtt
 import pytest
 
+from devsupport.ports import free_port
 from tests.support.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,12 +69,6 @@ def measured(key: str, value: float) -> None:
     data = json.loads(MEASUREMENTS.read_text()) if MEASUREMENTS.is_file() else {}
     data[key] = round(value, 2)
     MEASUREMENTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:

@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,8 @@ from typing import Any
 
 import cv2
 import pytest
+
+from devsupport.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
@@ -160,12 +161,6 @@ def core(tmp_path: Path) -> Iterator[Core]:
     c = Core(tmp_path / "root")
     yield c
     assert c.down() == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path) -> int:

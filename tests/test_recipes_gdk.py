@@ -26,6 +26,8 @@ import pytest
 import yaml
 from ggsim.nucleus.recipe import PlatformMismatchError, load_recipe
 
+from tools import greenlens_build
+
 REPO = Path(__file__).resolve().parent.parent
 GDK_SPEC = REPO.parent / "shared" / "spec" / "gdk"
 BUILD = [sys.executable, str(REPO / "tools" / "greenlens_build.py")]
@@ -34,8 +36,6 @@ CODE = ["greenlens.Capture", "greenlens.Inference", "greenlens.StreamPublisher"]
 PLATFORMS = ["amd64", "aarch64", "arm"]
 RECIPE_LIMIT = 16_000
 
-sys.path.insert(0, str(REPO / "tools"))
-import greenlens_build  # noqa: E402
 
 
 def schema(name: str) -> dict:

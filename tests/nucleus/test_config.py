@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ggsim.nucleus.config import ConfigStore, InvalidUpdateError, StaleUpdateError, as_java_numbers
+from ggsim.nucleus.config import ConfigStore, InvalidUpdateError, StaleUpdateError
 from ggsim.nucleus.config_merge import fill_defaults, reset_configuration
+from ggsim.nucleus.java_numbers import as_java_numbers
 
 DEFAULTS = {
     "InferenceInterval": "10",
