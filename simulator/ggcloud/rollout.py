@@ -253,11 +253,11 @@ class RolloutEngine:
             return
         if self._should_abort(rollout):
             return
-        self._raise_rate(rollout)
         if now - rollout.window_start >= self.clock.minute:
             windows = math.floor((now - rollout.window_start) / self.clock.minute)
             rollout.window_start += windows * self.clock.minute
             rollout.notified_in_window = 0
+            self._raise_rate(rollout)  # a new rate applies from the next minute on
         budget = int(rollout.rate) - rollout.notified_in_window
         for thing in self._not_notified(rollout):
             if budget <= 0:
