@@ -97,7 +97,7 @@ def test_abort_cancels_the_job_and_the_rest_never_receive_it(gg, fleet, componen
         targetArn=group, components={component: {"componentVersion": "1.0.0"}},
         iotJobConfiguration={"jobExecutionsRolloutConfig": {"maximumPerMinute": 2},
                              "abortConfig": {"criteriaList": [{"failureType": "FAILED", "action": "CANCEL",
-                                                               "thresholdPercentage": 50,
+                                                               "thresholdPercentage": 100,
                                                                "minNumberOfExecutedThings": 2}]}})
     wait_until(lambda: gg.get_deployment(deploymentId=dep["deploymentId"])["deploymentStatus"] == "CANCELED",
                5 * MINUTE, "the deployment CANCELED by the abort")
