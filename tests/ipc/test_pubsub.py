@@ -80,7 +80,7 @@ def test_closed_subscription_stops_delivery_and_fires_closed(core: Core, api: st
     pub.call("publish_to_topic", json_publish("x", {"n": 1}))
     assert sub.next_event(second)["event"]["jsonMessage"]["message"] == {"n": 1.0}
     bus = core.server.services["pubsub"].bus
-    assert core.call_soon(lambda: len(bus._subs)) == 1
+    assert core.call_soon(lambda: len(bus.subscriptions())) == 1
 
 
 @pytest.mark.parametrize("topic", ["a/+", "a/#", "a*b"])

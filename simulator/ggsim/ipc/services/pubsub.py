@@ -53,32 +53,49 @@ class Subscription:
 
 
 class LocalBus:
-    """The subscriptions of local pub/sub and the delivery of one publish to every matching one."""
+    """The subscriptions of local pub/sub and the delivery of one publish to every matching one.
+
+    Subscriptions without wildcards are indexed by topic, so a publish costs what its matching
+    subscriptions cost (plus the wildcard ones), not one check per subscription held by anyone: a client
+    holding thousands of subscriptions on other topics does not slow every publish.
+    """
 
     def __init__(self) -> None:
-        self._subs: list[Subscription] = []
+        self._exact: dict[str, dict[Subscription, None]] = {}
+        self._wildcard: dict[Subscription, None] = {}
         self.published = 0
         self.delivered = 0
 
     def add(self, sub: Subscription) -> Callable[[], None]:
-        self._subs.append(sub)
+        if "+" in sub.levels or sub.levels[-1] == "#":
+            bucket = self._wildcard
+        else:
+            key = "/".join(sub.levels)
+            bucket = self._exact.setdefault(key, {})
+        bucket[sub] = None
 
         def remove() -> None:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            bucket.pop(sub, None)
+            if bucket is not self._wildcard and not bucket:
+                self._exact.pop("/".join(sub.levels), None)
 
         return remove
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every subscription held, exact-topic ones first."""
+        return [sub for bucket in self._exact.values() for sub in bucket] + list(self._wildcard)
 
     def publish(self, topic: str, publisher: str, body_for: Callable[[], bytes]) -> int:
         """Deliver to every matching subscription; body_for() builds the event JSON once, lazily."""
         self.published += 1
         levels = split_levels(topic)
+        exact = self._exact.get("/".join(levels))
+        candidates = [*exact] if exact else []
+        candidates += [sub for sub in self._wildcard if filter_matches(sub.levels, levels)]
         payload: bytes | None = None
         count = 0
-        for sub in list(self._subs):
+        for sub in candidates:
             if not sub.receive_all and sub.component == publisher:
-                continue
-            if not filter_matches(sub.levels, levels):
                 continue
             if payload is None:
                 payload = body_for()
