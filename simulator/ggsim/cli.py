@@ -86,12 +86,16 @@ def with_json(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+ROOT_TYPE = click.Path(file_okay=False, path_type=Path)
+VERSION = f"{__version__} (simulating nucleus {NUCLEUS_VERSION})"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="GGSIM_ROOT",
+@click.option("--root", type=ROOT_TYPE, envvar="GGSIM_ROOT",
               default=default_root, show_default="$GGSIM_ROOT or ~/.local/share/ggsim/root",
-              help="The simulated Greengrass root folder.")
+              help="The simulated Greengrass root folder (also accepted after the command).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.version_option(f"{__version__} (simulating nucleus {NUCLEUS_VERSION})", prog_name="ggsim")
+@click.version_option(VERSION, prog_name="ggsim")
 @click.pass_context
 def main(ctx: click.Context, root: Path, as_json: bool) -> None:
     """A simulator of the AWS IoT Greengrass v2 nucleus that runs components unmodified."""
@@ -526,6 +530,38 @@ def iotcore_pub(ctx: Context, topic: str, message: str | None, qos: str, retain:
         client.call("publish_to_iot_core", topic_name=topic, qos=qos, payload=raw, retain=retain)
     emit(ctx, {"published": topic}, lambda: None)
 
+
+# ------------------------------------------------------------------ global options after the command
+
+
+def _root_after_command(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_object(Context).root = value.expanduser().resolve()  # type: ignore[union-attr]
+
+
+def _json_after_command(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Context).as_json = True  # type: ignore[union-attr]
+
+
+def accept_global_options_after_commands(group: click.Group) -> None:
+    """Give every command and group below `group` the global options, so `ggsim up --root DIR` works as
+    `ggsim --root DIR up` does. One given after the command wins over the same one before it."""
+    for command in group.commands.values():
+        names = {name for param in command.params for name in getattr(param, "opts", [])}
+        if "--root" not in names:
+            click.option("--root", type=ROOT_TYPE, expose_value=False, callback=_root_after_command,
+                         help="The simulated Greengrass root folder (as ggsim --root).")(command)
+        if "--json" not in names:
+            click.option("--json", is_flag=True, expose_value=False, callback=_json_after_command,
+                         help="Print JSON for scripts.")(command)
+        if "--version" not in names:
+            click.version_option(VERSION, prog_name="ggsim")(command)
+        if isinstance(command, click.Group):
+            accept_global_options_after_commands(command)
+
+
+accept_global_options_after_commands(main)
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import pytest
 from ggsim.iotcore import make_iotcore
 from ggsim.ipc.auth import TokenRegistry
 from ggsim.ipc.backend import IpcBackend
+from ggsim.ipc.limits import ConnectionLimits
 from ggsim.ipc.server import IpcServer
 from ggsim.nucleus.config import ConfigStore
 from ggsim.nucleus.deployment import DeploymentDocument, UpdateHub, ValidationHub, parse_request
@@ -104,7 +105,8 @@ class IpcHost:
 class Core:
     """Runs an IpcHost and its IpcServer on an asyncio loop in a thread."""
 
-    def __init__(self, root: Path, broker_url: str | None = None) -> None:
+    def __init__(self, root: Path, broker_url: str | None = None, limits: ConnectionLimits | None = None) -> None:
+        self.limits = limits
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -114,7 +116,7 @@ class Core:
 
     async def _start(self) -> IpcServer:
         await self.host.iotcore.start()
-        server = IpcServer(self.host.backend())
+        server = IpcServer(self.host.backend(), limits=self.limits)
         await server.start()
         return server
 

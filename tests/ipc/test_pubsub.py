@@ -80,7 +80,7 @@ def test_closed_subscription_stops_delivery_and_fires_closed(core: Core, api: st
     pub.call("publish_to_topic", json_publish("x", {"n": 1}))
     assert sub.next_event(second)["event"]["jsonMessage"]["message"] == {"n": 1.0}
     bus = core.server.services["pubsub"].bus
-    assert core.call_soon(lambda: len(bus._subs)) == 1
+    assert core.call_soon(lambda: len(bus.subscriptions())) == 1
 
 
 @pytest.mark.parametrize("topic", ["a/+", "a/#", "a*b"])
@@ -112,3 +112,28 @@ def test_a_component_without_any_policy_is_denied(core: Core) -> None:
     with pytest.raises(IpcCallError) as err:
         comp.call("publish_to_topic", json_publish("a", {}))
     assert err.value.type == "UnauthorizedError"
+
+
+def test_the_subscription_tree_delivers_exactly_what_the_matching_rule_matches() -> None:
+    """Subscriptions live in a tree of levels (a publish visits only what may match): it must agree with
+    filter_matches for every filter and topic, also after subscriptions close."""
+    import random
+
+    from ggsim.ipc.services.pubsub import LocalBus, Subscription, filter_matches, split_levels
+
+    rng = random.Random(11)
+    bus = LocalBus()
+    held: dict[int, tuple[Subscription, object]] = {}
+    for _ in range(2000):
+        topic_filter = "/".join(rng.choice(["a", "b", "+", "#", ""]) for _ in range(rng.randint(1, 4)))
+        sub = Subscription(topic_filter, split_levels(topic_filter), "x", True, lambda _payload: True)
+        held[id(sub)] = (sub, bus.add(sub))
+    for key in rng.sample(sorted(held), 700):
+        held.pop(key)[1]()  # type: ignore[operator]
+    for _ in range(2000):
+        levels = split_levels("/".join(rng.choice(["a", "b", "c", ""]) for _ in range(rng.randint(1, 5))))
+        expected = {id(sub) for sub, _ in held.values() if filter_matches(sub.levels, levels)}
+        assert {id(sub) for sub in bus.matching(levels)} == expected, levels
+    for _, remove in held.values():
+        remove()  # type: ignore[operator]
+    assert bus.subscriptions() == [] and bus.matching(["a"]) == []

@@ -119,7 +119,7 @@ def test_client_vanishing_mid_stream(core: Core) -> None:
     sock.close()
     still_serves(core)
     bus = core.server.services["pubsub"].bus
-    assert core.call_soon(lambda: [s.topic_filter for s in bus._subs]).count("vanish") == 0
+    assert core.call_soon(lambda: [s.topic_filter for s in bus.subscriptions()]).count("vanish") == 0
 
 
 def test_fuzzed_frames_never_take_the_server_down(core: Core) -> None:

@@ -138,12 +138,19 @@ def _string(message: Message, name: str) -> str | None:
 class ServerConnection:
     """One client connection's RPC state: handshake, open streams, and framing in both directions."""
 
-    def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
-        self._decoder = Decoder(max_message_size)
+    def __init__(self, max_message_size: int = MAX_MESSAGE_SIZE, pre_connect_size: int | None = None) -> None:
+        """`pre_connect_size` caps the frames accepted until CONNECT is accepted (default: no extra cap)."""
+        self._max_message_size = max_message_size
+        self._decoder = Decoder(min(max_message_size, pre_connect_size or max_message_size))
         self.connected = False  # CONNECT received and accepted
         self._connect_seen = False
         self.open_streams: set[int] = set()
         self._highest_stream = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a frame received in part (0 between frames)."""
+        return self._decoder.buffered
 
     # ---- receiving
 
@@ -224,6 +231,8 @@ class ServerConnection:
 
     def send_connect_ack(self, accepted: bool) -> bytes:
         self.connected = accepted
+        if accepted:
+            self._decoder.max_size = self._max_message_size
         return _frame(MessageType.CONNECT_ACK, Flags.CONNECTION_ACCEPTED if accepted else 0, 0)
 
     def is_open(self, stream_id: int) -> bool:

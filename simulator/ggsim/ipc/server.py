@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,11 @@ from ..eventstream.rpc import (
     StreamClosed,
 )
 from ..nucleus.layout import socket_path_fits
+from ..nucleus.nesting import MAX_NESTING_DEPTH, nesting_depth_exceeds
 from .auth import Authorizer
 from .backend import IpcBackend
-from .errors import IpcError, ServiceError
+from .errors import InvalidArgumentsError, IpcError, ServiceError
+from .limits import ConnectionLimits, ThrottledLog
 
 log = logging.getLogger("ggsim.ipc")
 
@@ -152,8 +155,11 @@ class Connection:
         self.server = server
         self.reader = reader
         self.writer = writer
-        self.rpc = ServerConnection(server.max_message_size)
+        self.rpc = ServerConnection(server.max_message_size, server.limits.pre_connect_frame_size)
         self.component: str | None = None
+        self.opened = time.monotonic()
+        self._deadline: asyncio.TimerHandle | None = None
+        self._ended_by_server: str | None = None
         self.calls: dict[int, Call] = {}
         self.dropped = 0
         self.closing = False
@@ -207,9 +213,38 @@ class Connection:
         self.server.stats.events_sent += 1
         return True
 
+    # ---- deadlines: CONNECT in time, every frame in time
+
+    def _arm(self, seconds: float, reason: str) -> None:
+        self._disarm()
+        self._deadline = asyncio.get_running_loop().call_later(seconds, self.end, reason)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _watch_frame(self) -> None:
+        """A frame begun must end within the frame timeout; between frames there is no deadline."""
+        if self.rpc.buffered:
+            if self._deadline is None:
+                seconds = self.server.limits.frame_timeout
+                self._arm(seconds, f"sent part of a frame and not the rest within {seconds:g} s")
+        elif self._deadline is not None:
+            self._disarm()
+
+    def end(self, reason: str) -> None:
+        """Close this connection from the server side now (a deadline passed, or room is needed)."""
+        self._deadline = None
+        if self._ended_by_server is None:
+            self._ended_by_server = reason
+            self.writer.transport.abort()
+
     async def serve(self) -> None:
         reason = "client closed the connection"
         level = logging.INFO
+        timeout = self.server.limits.connect_timeout
+        self._arm(timeout, f"did not complete CONNECT within {timeout:g} s")
         try:
             while not self.closing:
                 data = await self.reader.read(256 * 1024)
@@ -217,12 +252,16 @@ class Connection:
                     break
                 for event in self.rpc.receive_data(data):
                     self._handle(event)
+                if self.rpc.connected:
+                    self._watch_frame()
         except ConnectionRejected as exc:
             reason = str(exc)
             # The client closes once it has read the refusal; closing first can make the client report a
-            # closed socket instead of AccessDenied. Wait briefly for its close.
+            # closed socket instead of AccessDenied. Wait briefly for its close, keeping nothing it sends.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.reader.read(), 2.0)
+                async with asyncio.timeout(2.0):
+                    while await self.reader.read(64 * 1024):
+                        pass
         except (FrameError, ProtocolError) as exc:
             self.server.stats.protocol_errors += 1
             reason = f"protocol error: {exc}"
@@ -232,12 +271,19 @@ class Connection:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             reason = f"connection lost: {exc}"
         finally:
+            if self._ended_by_server is not None:
+                reason, level = self._ended_by_server, logging.WARNING
             await self.close(reason, level)
 
     async def close(self, reason: str, level: int = logging.INFO) -> None:
         if self.closing:
             return
-        log.log(level, "IPC connection of %s closed: %s", self.name, reason)
+        self._disarm()
+        if self.component is None:  # anyone can open these by the thousand: log a sample
+            self.server.throttled.log(level, f"closed:{level}", "IPC connection of %s closed: %s", self.name,
+                                      reason)
+        else:
+            log.log(level, "IPC connection of %s closed: %s", self.name, reason)
         for call in list(self.calls.values()):
             call._closed()
         self._flush()
@@ -267,12 +313,18 @@ class Connection:
         component = None
         if event.version == PROTOCOL_VERSION:
             component = self.server.backend.tokens.lookup(event.auth_token)
+        why = None
         if component is None:
             why = ("unsupported :version " + repr(event.version) if event.version != PROTOCOL_VERSION
                    else "missing or unknown authToken")
-            log.warning("IPC connection rejected: %s", why)
+        elif not self.server.admit(self, component):
+            why = (f"{component} already holds {self.server.limits.max_connections_per_component} IPC "
+                   "connections, the limit per component")
+        if why is not None:
+            self.server.throttled.log(logging.WARNING, "rejected", "IPC connection rejected: %s", why)
             self.write(self.rpc.send_connect_ack(False))
             raise ConnectionRejected(f"connection rejected: {why}")
+        self._disarm()
         self.component = component
         self.write(self.rpc.send_connect_ack(True))
         log.debug("IPC connection accepted for %s", component)
@@ -289,13 +341,32 @@ class Connection:
                 log.warning("%s called unsupported operation %s", self.name, full)
                 self.write(self.rpc.send_unsupported_operation(request.stream_id, full))
             return
+        payload = request.payload
         try:
-            body = json.loads(request.payload.decode("utf-8")) if request.payload else {}
+            body = json.loads(payload.decode("utf-8")) if payload else {}
             if not isinstance(body, dict):
                 raise ValueError("request payload is not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
             log.warning("%s sent a malformed %s request: %s", self.name, short, exc)
             self.write(self.rpc.send_internal_error(request.stream_id))
+            return
+        except RecursionError:
+            body = None
+        if body is None or (payload.count(b"{") + payload.count(b"[") > MAX_NESTING_DEPTH
+                            and nesting_depth_exceeds(body)):
+            self.server.throttled.log(logging.WARNING, f"deep:{self.name}", "%s sent a %s request nested "
+                                      "deeper than %d levels", self.name, short, MAX_NESTING_DEPTH)
+            self._error(request.stream_id, InvalidArgumentsError(
+                f"{short} request refused: it nests objects and arrays deeper than the limit of "
+                f"{MAX_NESTING_DEPTH} levels"))
+            return
+        limit = self.server.limits.max_streams_per_connection
+        if len(self.calls) >= limit:
+            self.server.throttled.log(logging.WARNING, f"streams:{self.name}", "%s has %d open streams on "
+                                      "one connection, the limit: %s refused", self.name, limit, short)
+            self._error(request.stream_id, ServiceError(
+                f"{short} refused: this connection already has {limit} open streams (subscriptions and "
+                "operations in progress), the limit per connection"))
             return
         call = Call(self, request.stream_id, operation)
         self.calls[request.stream_id] = call
@@ -343,7 +414,7 @@ class IpcServer:
     """Serves Greengrass IPC on `backend.socket_path` for the components the nucleus runs."""
 
     def __init__(self, backend: IpcBackend, *, max_buffer: int = DEFAULT_MAX_BUFFER,
-                 max_message_size: int | None = None) -> None:
+                 max_message_size: int | None = None, limits: ConnectionLimits | None = None) -> None:
         from .services import build_services  # the services import this module (Service, Call, Operation)
 
         self.backend = backend
@@ -351,6 +422,11 @@ class IpcServer:
         self.max_buffer = max_buffer
         self.max_message_size = max_message_size or MAX_MESSAGE_SIZE
         self.stats = Stats()
+        self.limits = (limits or ConnectionLimits()).resolved()
+        self.throttled = ThrottledLog(log)
+        self._unauthenticated: dict[Connection, None] = {}  # oldest first
+        self._per_component: dict[str, int] = {}
+        self._previous_exception_handler: Any = None
         config = backend.config
         self.authorizer = Authorizer(config.access_control, lambda: config.revision)
         self.connections: set[Connection] = set()
@@ -374,11 +450,29 @@ class IpcServer:
             bind_path = self._short_dir / "ipc.socket"
         self._server = await asyncio.start_unix_server(self._accept, path=str(bind_path), limit=2 ** 20)
         os.chmod(bind_path, 0o666)  # authentication is token-only, as on the nucleus
+        loop = asyncio.get_running_loop()
+        self._previous_exception_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         if bind_path != self.socket_path:
             self.socket_path.symlink_to(bind_path)
         log.info("IPC server listening on %s", self.socket_path)
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio reports accept() failures (out of file descriptors) with a traceback each time: one
+        line per interval instead."""
+        if "accept" in str(context.get("message", "")):
+            self.throttled.log(logging.ERROR, "accept", "IPC server could not accept a connection: %s",
+                               context.get("exception") or context.get("message"))
+            return
+        if self._previous_exception_handler is not None:
+            self._previous_exception_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
     async def close(self) -> None:
+        if self._previous_exception_handler is not None or self._server is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().set_exception_handler(self._previous_exception_handler)
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -396,13 +490,49 @@ class IpcServer:
             self._short_dir = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections and not self._unauthenticated:
+            self.throttled.log(logging.WARNING, "refused", "IPC connection refused: %d connections are open, "
+                               "the limit", len(self.connections))
+            writer.transport.abort()
+            return
+        if len(self._unauthenticated) >= limits.max_unauthenticated or \
+                len(self.connections) >= limits.max_connections:
+            # Room for the newcomer: the oldest connection still without CONNECT has had its chance.
+            oldest = next(iter(self._unauthenticated))
+            self._forget(oldest)
+            oldest.end(f"closed to make room: {limits.max_unauthenticated} connections without CONNECT or "
+                       f"{limits.max_connections} in all, the limits")
         conn = Connection(self, reader, writer)
         self.connections.add(conn)
+        self._unauthenticated[conn] = None
         self.stats.connections += 1
         try:
             await conn.serve()
         finally:
-            self.connections.discard(conn)
+            self._forget(conn)
+
+    def admit(self, conn: Connection, component: str) -> bool:
+        """CONNECT with a valid token: count conn as `component`'s, unless it holds the most it may."""
+        held = self._per_component.get(component, 0)
+        if held >= self.limits.max_connections_per_component:
+            return False
+        self._per_component[component] = held + 1
+        self._unauthenticated.pop(conn, None)
+        return True
+
+    def _forget(self, conn: Connection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if self._unauthenticated.pop(conn, 0) is None:
+            return
+        if conn.component is not None:
+            left = self._per_component.get(conn.component, 1) - 1
+            if left > 0:
+                self._per_component[conn.component] = left
+            else:
+                self._per_component.pop(conn.component, None)
 
 
 class Service:

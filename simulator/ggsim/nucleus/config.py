@@ -49,6 +49,7 @@ import yaml
 
 from ggsim.nucleus import config_merge
 from ggsim.nucleus.java_numbers import as_java_numbers
+from ggsim.nucleus.nesting import MAX_NESTING_DEPTH, nesting_depth_exceeds
 
 __all__ = [
     "ConfigStore",
@@ -267,6 +268,9 @@ class ConfigStore:
             raise InvalidUpdateError(f"valueToMerge must be a JSON object, got {type(value_to_merge).__name__}")
         if (path and path[0] == ACCESS_CONTROL) or (not path and ACCESS_CONTROL in value_to_merge):
             raise InvalidUpdateError(f"Config update is not allowed for following fields [{ACCESS_CONTROL}]")
+        if nesting_depth_exceeds(value_to_merge, MAX_NESTING_DEPTH - len(path)):
+            raise InvalidUpdateError(f"valueToMerge of {component} at keyPath {path!r} nests deeper than the "
+                                     f"limit of {MAX_NESTING_DEPTH} levels of configuration")
         ts = float(timestamp)
         value = as_java_numbers(value_to_merge) if self._java_numbers else value_to_merge
         tree = self._trees.setdefault(component, _Container(DEFAULTS_TIMESTAMP))
@@ -313,6 +317,9 @@ class ConfigStore:
         ``timestamp`` (default now) unless the device holds a newer value, which is kept."""
         if not isinstance(tree, Mapping):
             raise ValueError(f"configuration of {component}: expected a mapping, got {type(tree).__name__}")
+        if nesting_depth_exceeds(tree):
+            raise ValueError(f"configuration of {component}: nests deeper than the limit of "
+                             f"{MAX_NESTING_DEPTH} levels")
         ts = time.time() if timestamp is None else float(timestamp)
         old = self._trees.get(component)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ggsim.nucleus.java_numbers import as_java_numbers
@@ -52,33 +52,87 @@ class Subscription:
     deliver: Callable[[bytes], bool]
 
 
+@dataclass(eq=False)
+class _FilterNode:
+    """One level of the subscription tree: the filters that end here, and those ending in `#` below it."""
+
+    children: dict[str, _FilterNode] = field(default_factory=dict)
+    ending: dict[Subscription, None] = field(default_factory=dict)
+    multi_level: dict[Subscription, None] = field(default_factory=dict)  # filters "<path to here>/#"
+
+    def empty(self) -> bool:
+        return not (self.children or self.ending or self.multi_level)
+
+
 class LocalBus:
-    """The subscriptions of local pub/sub and the delivery of one publish to every matching one."""
+    """The subscriptions of local pub/sub and the delivery of one publish to every matching one.
+
+    Filters are kept in a tree of levels, so a publish visits only the branches its topic can match
+    (its own levels, `+` and `#`): a client holding thousands of subscriptions on other topics does not
+    slow every publish for everyone.
+    """
 
     def __init__(self) -> None:
-        self._subs: list[Subscription] = []
+        self._root = _FilterNode()
         self.published = 0
         self.delivered = 0
 
     def add(self, sub: Subscription) -> Callable[[], None]:
-        self._subs.append(sub)
+        levels = sub.levels
+        multi = levels[-1] == "#"
+        path = levels[:-1] if multi else levels
+        nodes = [self._root]
+        for level in path:
+            nodes.append(nodes[-1].children.setdefault(level, _FilterNode()))
+        (nodes[-1].multi_level if multi else nodes[-1].ending)[sub] = None
 
         def remove() -> None:
-            if sub in self._subs:
-                self._subs.remove(sub)
+            held = nodes[-1].multi_level if multi else nodes[-1].ending
+            if held.pop(sub, 0) is not None:
+                return
+            for depth in range(len(path), 0, -1):  # prune the branches left empty
+                if not nodes[depth].empty():
+                    break
+                parent = nodes[depth - 1]
+                if parent.children.get(path[depth - 1]) is nodes[depth]:
+                    del parent.children[path[depth - 1]]
 
         return remove
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every subscription held."""
+        found: list[Subscription] = []
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            found += [*node.ending, *node.multi_level]
+            stack += node.children.values()
+        return found
+
+    def matching(self, levels: list[str]) -> list[Subscription]:
+        """The subscriptions whose filter matches a topic of these levels."""
+        found: list[Subscription] = []
+        stack = [(self._root, 0)]
+        end = len(levels)
+        while stack:
+            node, i = stack.pop()
+            if i == end:
+                found += node.ending
+                continue
+            found += node.multi_level  # `#` matches one or more further levels
+            for key in (levels[i], "+"):
+                child = node.children.get(key)
+                if child is not None:
+                    stack.append((child, i + 1))
+        return found
 
     def publish(self, topic: str, publisher: str, body_for: Callable[[], bytes]) -> int:
         """Deliver to every matching subscription; body_for() builds the event JSON once, lazily."""
         self.published += 1
-        levels = split_levels(topic)
         payload: bytes | None = None
         count = 0
-        for sub in list(self._subs):
+        for sub in self.matching(split_levels(topic)):
             if not sub.receive_all and sub.component == publisher:
-                continue
-            if not filter_matches(sub.levels, levels):
                 continue
             if payload is None:
                 payload = body_for()
