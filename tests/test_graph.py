@@ -163,8 +163,9 @@ def core(tmp_path: Path) -> Iterator[Core]:
     assert c.down() == 0
 
 
-def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path) -> int:
-    """greenlens.App (which brings the rest), with Capture and StreamPublisher as roots for their settings."""
+def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path, *roots: str) -> int:
+    """greenlens.App (which brings the rest), with Capture and StreamPublisher as roots for their settings
+    (and `roots`, more NAME=VERSION)."""
     port = free_port()
     config = {
         "greenlens.Capture": {"MERGE": {"source": str(source), "fps": 4, "sourceFps": 2, "cameraId": "graph-test",
@@ -173,7 +174,7 @@ def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path) -> in
     }
     core.run("deployment", "create", "-r", str(deploy_dir / "recipes"), "-a", str(deploy_dir / "artifacts"),
              "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0", "-m", "greenlens.StreamPublisher=1.0.0",
-             "-c", json.dumps(config), "--wait", "--timeout", "600", timeout=660)
+             *[arg for root in roots for arg in ("-m", root)], "-c", json.dumps(config), "--wait", "--timeout", "600", timeout=660)
     states = {c["componentName"]: c["state"] for c in json.loads(core.run("--json", "component", "list").stdout)}
     assert states == {"greenlens.App": "FINISHED", "greenlens.Model": "FINISHED", "greenlens.Capture": "RUNNING",
                       "greenlens.Inference": "RUNNING", "greenlens.StreamPublisher": "RUNNING"}
@@ -273,3 +274,71 @@ def inference_pid(root: Path) -> int:
                 return int(proc.name)
         time.sleep(0.2)  # polling /proc for a process that is starting
     raise AssertionError("no greenlens.Inference process")
+
+
+@pytest.fixture(scope="module")
+def broken_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """greenlens.Model's versions with the deliberately broken one (1.0.2), built only on request."""
+    out = tmp_path_factory.mktemp("deploy-broken")
+    built = subprocess.run([sys.executable, str(REPO / "tools" / "greenlens_build.py"), "greenlens.Model",
+                            "--include-broken", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert (out / "recipes" / "greenlens.Model-1.0.2.yaml").is_file()
+    return out
+
+
+def fresh_results(watcher: Watcher, count: int, after: float) -> list[dict[str, Any]]:
+    """`count` results of frames captured after `after` (wall clock)."""
+    deadline = time.monotonic() + 120
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        message = watcher.next(deadline).get("json", {})
+        if message.get("schema", "").startswith("greenlens.result/") and message["captured_at"] > after:
+            found.append(message)
+    return found
+
+
+def test_a_model_failing_its_golden_check_and_bad_settings_fail_their_deployments_and_the_graph_keeps_running(
+        core: Core, deploy_dir: Path, broken_dir: Path, verdicts: dict[Path, tuple[bool, float]],
+        tmp_path: Path) -> None:
+    photos = sequence(verdicts, "hotdog", tmp_path / "hotdogs")
+    local = core.watch("pubsub", "greenlens/results")
+    try:
+        deploy_app(core, deploy_dir, photos, tmp_path, "greenlens.Model=1.0.1")
+        assert {r["model"]["version"] for r in results(local, 2)} == {"1.0.1"}
+
+        # The deliberately broken model: Inference refuses it before RUNNING, the deployment fails, ROLLBACK.
+        bad = subprocess.run([*GGSIM, "--root", str(core.root), "deployment", "create", "-r",
+                              str(broken_dir / "recipes"), "-a", str(broken_dir / "artifacts"),
+                              "-m", "greenlens.Model=1.0.2", "-fp", "ROLLBACK", "--wait", "--timeout", "300"],
+                             capture_output=True, text=True, timeout=360, env=_env())
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        components = {c["componentName"]: c for c in json.loads(core.run("--json", "component", "list").stdout)}
+        assert components["greenlens.Model"]["version"] == "1.0.1"
+        assert components["greenlens.Inference"]["state"] == "RUNNING"
+        log = core.run("logs", "greenlens.Inference", "-n", "400").stdout
+        assert ("model refused: bundle efficientnet-lite0 1.0.2 (" in log
+                and "golden accuracy: expected at least 1, got 0.00" in log), log[-3000:]
+        after = time.time()
+        assert {r["model"]["version"] for r in fresh_results(local, 3, after)} == {"1.0.1"}
+
+        # Bad settings: a (cloud) deployment whose configuration points modelDir at nothing is rejected by
+        # Inference's validation; nothing changes, not even the process.
+        pid = inference_pid(core.root)
+        document = tmp_path / "bad-settings.json"
+        document.write_text(json.dumps({
+            "targetArn": "arn:aws:iot:us-east-1:123456789012:thinggroup/graph-test",
+            "components": {"greenlens.Inference": {"componentVersion": "1.0.0", "configurationUpdate": {
+                "merge": json.dumps({"modelDir": str(tmp_path / "no-such-bundle")})}}},
+            "deploymentPolicies": {"failureHandlingPolicy": "ROLLBACK"}}))
+        rejected = subprocess.run([*GGSIM, "--root", str(core.root), "--json", "deployment", "create", "--document",
+                                   str(document), "--wait", "--timeout", "120"],
+                                  capture_output=True, text=True, timeout=180, env=_env())
+        assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+        assert "rejected the configuration" in rejected.stdout + rejected.stderr
+        assert "no-such-bundle" in rejected.stdout + rejected.stderr
+        assert inference_pid(core.root) == pid
+        after = time.time()
+        assert {r["model"]["version"] for r in fresh_results(local, 3, after)} == {"1.0.1"}
+    finally:
+        local.close()

@@ -35,6 +35,8 @@ PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 BUNDLES = REPO / "components" / "model" / "bundles"
 HOTDOG_BUNDLE = BUNDLES / "efficientnet-lite0"
 FACE_BUNDLE = BUNDLES / "face-detection-short-range"
+GOLDEN_BUNDLE = BUNDLES / "efficientnet-lite0-golden"  # greenlens.Model 1.0.1
+BROKEN_BUNDLE = BUNDLES / "efficientnet-lite0-broken"  # greenlens.Model 1.0.2, deliberately broken
 FACE_PHOTO = Path(__file__).resolve().parent / "data" / "faces" / "grace_hopper.jpg"
 COMPONENT_PATH = os.pathsep.join(str(REPO / "components" / p) for p in ("inference", "common"))
 
@@ -207,10 +209,12 @@ def test_hot_dogs_from_the_ring_are_hot_dogs_and_configuration_updates_change_th
             "labelOfInterest": "cheeseburger", "rule": "top1", "topK": 2}))
         result = camera.show_until(burger, lambda r: r["verdict"]["label"] == "cheeseburger" and len(r["top_k"]) == 2)
         assert result["verdict"]["present"] is True
-        # A value that cannot work is refused with a clear line; the previous configuration stays.
+        # A value that cannot work is refused with a clear line and an event; the previous configuration stays
+        # and the component stays RUNNING (an ERRORED one would be restarted into BROKEN).
         core.call_soon(lambda: core.host.config.merge("greenlens.Inference", {"labelOfInterest": "sushi"}))
-        assert _wait_state(core, "greenlens.Inference", "ERRORED")
+        camera.events.wait_for(lambda m: m["kind"] == "configuration_refused")
         assert camera.show(burger)["verdict"]["label"] == "cheeseburger"
+        assert "ERRORED" not in core.host.states["greenlens.Inference"]
         assert proc.poll() is None
     finally:
         err = _stop(proc)
@@ -241,7 +245,7 @@ def test_a_burst_of_frames_while_inference_is_busy_gives_results_for_the_newest_
     assert [m["verdict"]["present"] for m in results] == expected, "each result is of its own frame"
 
 
-def test_a_corrupt_model_is_refused_with_errored_and_a_fixed_model_dir_brings_it_up(
+def test_a_corrupt_model_at_start_fails_startup_with_one_line_and_errored(
         core: Any, tmp_path: Path, camera: Camera) -> None:
     corrupt = tmp_path / "corrupt-bundle"
     shutil.copytree(HOTDOG_BUNDLE, corrupt)
@@ -251,20 +255,81 @@ def test_a_corrupt_model_is_refused_with_errored_and_a_fixed_model_dir_brings_it
         data[i] ^= 0xFF
     model.write_bytes(bytes(data))
     proc = _start(core, tmp_path, {"modelDir": str(corrupt)})
-    try:
-        assert _wait_state(core, "greenlens.Inference", "ERRORED"), "it reports ERRORED"
-        event = camera.events.wait_for(lambda m: m["kind"] == "model_refused")
-        assert event["component"] == "greenlens.Inference" and "sha256 mismatch" in event["detail"]
-        assert proc.poll() is None, "no crash loop: it waits for a configuration that fixes the model"
-        core.call_soon(lambda: core.host.config.merge("greenlens.Inference", {"modelDir": str(HOTDOG_BUNDLE)}))
-        assert _wait_state(core, "greenlens.Inference", "RUNNING"), "a good model brings it up"
-        assert camera.show(photo("hotdog", CLEAR_HOTDOGS[0]))["verdict"]["present"] is True
-    finally:
-        err = _stop(proc)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err  # Startup fails: the deployment fails and ROLLBACK restores the model
+    assert _wait_state(core, "greenlens.Inference", "ERRORED"), "it reports ERRORED"
+    assert "RUNNING" not in core.host.states["greenlens.Inference"]
+    event = camera.events.wait_for(lambda m: m["kind"] == "model_refused")
+    assert event["component"] == "greenlens.Inference" and "sha256 mismatch" in event["detail"]
     errors = [line for line in err.splitlines() if " ERROR " in line]
     assert len(errors) == 1, err
     assert f"greenlens.Inference: model refused: {model}: sha256 mismatch" in errors[0]
     assert "expects 69c35e57e46be6e0b181ac90219c7c88ee51cbcde1d04cfbd587b7d0e0d8147d" in errors[0]
+
+
+def test_the_deliberately_broken_bundle_fails_its_golden_check_at_start(core: Any, tmp_path: Path) -> None:
+    proc = _start(core, tmp_path, {"modelDir": str(BROKEN_BUNDLE)})
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "RUNNING" not in core.host.states.get("greenlens.Inference", [])
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, err
+    assert ("greenlens.Inference: model refused: bundle efficientnet-lite0 1.0.2 "
+            f"({BROKEN_BUNDLE}): golden accuracy: expected at least 1, got 0.00 (0 of 8") in errors[0]
+
+
+def test_a_bad_bundle_at_run_time_keeps_the_previous_model_running_and_says_so(
+        core: Any, tmp_path: Path, camera: Camera) -> None:
+    proc = _start(core, tmp_path, {"modelDir": str(GOLDEN_BUNDLE)})
+    hotdog = photo("hotdog", CLEAR_HOTDOGS[0])
+    try:
+        assert _wait_state(core, "greenlens.Inference", "RUNNING")
+        loaded = camera.events.wait_for(lambda m: m["kind"] == "model_loaded")
+        assert "golden check passed: 8 of 8" in loaded["detail"]
+        assert camera.show(hotdog)["model"]["version"] == "1.0.1"
+        # A configuration update points at the broken bundle: refused, 1.0.1 keeps serving, still RUNNING.
+        core.call_soon(lambda: core.host.config.merge("greenlens.Inference", {"modelDir": str(BROKEN_BUNDLE)}))
+        refused = camera.events.wait_for(lambda m: m["kind"] == "model_refused")
+        assert "golden accuracy" in refused["detail"] and "still running model efficientnet-lite0 1.0.1" \
+            in refused["detail"]
+        result = camera.show(hotdog)
+        assert result["model"]["version"] == "1.0.1" and result["verdict"]["present"] is True
+        # Files that disappear under a configured model: the model in memory keeps serving.
+        gone = tmp_path / "gone"
+        core.call_soon(lambda: core.host.config.merge("greenlens.Inference", {"modelDir": str(gone)}))
+        camera.events.wait_for(lambda m: m["kind"] == "model_refused" and str(gone) in m["detail"])
+        assert camera.show(hotdog)["model"]["version"] == "1.0.1"
+        assert "ERRORED" not in core.host.states["greenlens.Inference"]
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+
+
+def test_proposed_configurations_are_rejected_before_they_apply_and_good_ones_accepted(
+        core: Any, tmp_path: Path, camera: Camera) -> None:
+    proc = _start(core, tmp_path, {"modelDir": str(GOLDEN_BUNDLE)})
+    try:
+        assert _wait_state(core, "greenlens.Inference", "RUNNING")
+        hub = core.host.validation_hub
+
+        def validate(config: dict[str, Any], deployment: str) -> tuple[str, str]:
+            return core.run(hub.validate("greenlens.Inference", {**config, "accessControl": ACCESS}, deployment, 30),
+                            timeout=40)
+
+        status, message = validate({"modelDir": str(tmp_path / "missing")}, "d-missing")
+        assert status == "REJECTED" and f"{tmp_path / 'missing'}: not a model bundle folder" in message
+        status, message = validate({"modelDir": str(BROKEN_BUNDLE)}, "d-broken")
+        assert status == "REJECTED" and "1.0.2" in message and "golden accuracy" in message
+        status, message = validate({"modelDir": str(GOLDEN_BUNDLE), "threshold": 7}, "d-threshold")
+        assert status == "REJECTED" and "threshold" in message
+        status, message = validate({"modelDir": str(GOLDEN_BUNDLE), "labelOfInterest": "sushi"}, "d-label")
+        assert status == "REJECTED" and "'sushi'" in message
+        assert validate({"modelDir": str(FACE_BUNDLE), "labelOfInterest": "face"}, "d-face")[0] == "ACCEPTED"
+        # Nothing was applied: still 1.0.1, still RUNNING.
+        assert camera.show(photo("hotdog", CLEAR_HOTDOGS[0]))["model"]["version"] == "1.0.1"
+        assert "ERRORED" not in core.host.states["greenlens.Inference"]
+    finally:
+        _stop(proc)
 
 
 def test_a_new_model_dir_switches_to_the_face_detector_which_gives_detections_and_other_majors_are_refused(

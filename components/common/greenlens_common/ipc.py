@@ -170,6 +170,31 @@ class Ipc:
         self._wait("SubscribeToConfigurationUpdate", fut, timeout)
         return op
 
+    def subscribe_to_validate_configuration_updates(
+        self, on_validate: Callable[[dict[str, Any], str], None], timeout: float | None = None,
+    ) -> Subscription:
+        """SubscribeToValidateConfigurationUpdates; ``on_validate(configuration, deployment_id)`` for each
+        deployment that proposes a configuration (answer with :meth:`send_configuration_validity_report`)."""
+
+        def on_event(event: Any) -> None:
+            proposed = event.validate_configuration_update_event
+            if proposed is not None:
+                on_validate(dict(proposed.configuration or {}), str(proposed.deployment_id or ""))
+
+        fut, op = self._client.subscribe_to_validate_configuration_updates_async(on_stream_event=on_event)
+        self._wait("SubscribeToValidateConfigurationUpdates", fut, timeout)
+        return op
+
+    def send_configuration_validity_report(self, deployment_id: str, accepted: bool, message: str,
+                                           timeout: float | None = None) -> None:
+        """SendConfigurationValidityReport: ACCEPTED or REJECTED (with why) for a proposed configuration."""
+        from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
+
+        report = ConfigurationValidityReport(status="ACCEPTED" if accepted else "REJECTED",
+                                             deployment_id=deployment_id, message=message)
+        fut = self._client.send_configuration_validity_report_async(configuration_validity_report=report)
+        self._wait("SendConfigurationValidityReport", fut, timeout)
+
     def update_state(self, state: str, timeout: float | None = None) -> None:
         """UpdateState: ``RUNNING`` or ``ERRORED``."""
         if state not in ("RUNNING", "ERRORED"):

@@ -2,7 +2,8 @@
 
 `load_bundle(path)` checks, in order, and raises `BundleError` naming the file and what was expected:
 model.json exists, is JSON and matches model.schema.json (greenlens.model/1); the model file exists and its
-sha256 equals model.json's; the labels file exists and fits the model; the runtime loads the model and its
+sha256 equals model.json's; the labels file exists, has model.json's labels_sha256 (when given) and fits the
+model; the runtime loads the model and its
 input and output tensors have the shapes model.json states.
 """
 
@@ -117,6 +118,16 @@ def _read_labels(path: Path) -> list[str]:
     return labels
 
 
+def _check_sha256(path: Path, expected: str | None, field_name: str) -> None:
+    """A file model.json gives a sha256 for (optional in greenlens.model/1) must have exactly that sha256."""
+    if expected is None or not path.is_file():
+        return
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise BundleError(f"{path}: sha256 mismatch: the file's sha256 is {actual}, model.json's {field_name}"
+                          f" expects {expected} (the file is corrupt or not the one this bundle was built with)")
+
+
 def _check_labels(manifest: dict[str, Any], labels: list[str], labels_path: Path) -> None:
     output = manifest["output"]
     classes = output["classificators_shape"][-1] if output["kind"] == "ssd_anchors" else output["shape"][-1]
@@ -195,6 +206,7 @@ def load_bundle(path: str | Path) -> Bundle:
             f" {manifest['sha256']} (the file is corrupt or not the model this bundle describes)"
         )
     labels_path = bundle_dir / manifest["labels_file"]
+    _check_sha256(labels_path, manifest.get("labels_sha256"), "labels_sha256")
     labels = _read_labels(labels_path)
     _check_labels(manifest, labels, labels_path)
     try:

@@ -31,6 +31,7 @@ from greenlens_common.frames import FrameReader, FrameReadError, FrameView
 from .bundle import MANIFEST, BundleError, load_bundle, read_manifest
 from .config import ConfigError, InferenceConfig
 from .engine import Engine, Invoked, Prepared, label_index
+from .golden import check_golden
 from .latest import LatestFrame, Pending
 from .message import build_result_message
 from .schedule import Schedule
@@ -139,27 +140,57 @@ class InferenceComponent:
     def configure(self, config: InferenceConfig) -> bool:
         """Apply ``config``: load its model when it is a different one, else change the settings in place.
 
-        Returns True when a model was loaded. Raises BundleError (the model is missing, corrupt or does
-        not load) or ConfigError (a setting does not fit the model); the previous state is then kept.
+        Returns True when a model was loaded. Raises BundleError (the model is missing, corrupt, does not
+        load or fails its golden check) or ConfigError (a setting does not fit the model); the previous state
+        is then kept.
         """
         with self._configure_lock:
-            model_dir = resolve_model_dir(config.model_dir)
             engine = self.engine
-            if engine is None or model_dir != engine.bundle.path or read_manifest(model_dir)["sha256"] != engine.bundle.sha256:
-                new = self._new_engine(load_bundle(model_dir), config)
+            if self._loads_a_model(config, engine):
+                new, golden = self._checked_engine(config)
                 self.engine = new
                 self.config = config
                 b = new.bundle
                 log.info("model %s %s (%s, sha256 %s…) loaded from %s: label of interest %r, rule %s, "
-                         "threshold %g, %d thread(s)", b.name, b.version, b.task, b.sha256[:12], b.path,
-                         new.label_of_interest[0], new.rule, new.threshold, new.threads)
-                self._event("model_loaded", f"model {b.name} {b.version} ({b.task}) loaded from {b.path}")
+                         "threshold %g, %d thread(s); %s", b.name, b.version, b.task, b.sha256[:12], b.path,
+                         new.label_of_interest[0], new.rule, new.threshold, new.threads, golden)
+                self._event("model_loaded", f"model {b.name} {b.version} ({b.task}) loaded from {b.path}; {golden}")
                 return True
             self._apply_settings(engine, config)
             self.config = config
             log.info("configuration applied: label of interest %r, rule %s, threshold %g, %d thread(s), top %d",
                      engine.label_of_interest[0], engine.rule, engine.threshold, engine.threads, engine.top_k)
             return False
+
+    def validate(self, config: InferenceConfig) -> None:
+        """Check ``config`` as :meth:`configure` would apply it, changing nothing: its model loads and passes
+        its golden check (when it is another model), its settings fit the model. Raises BundleError or
+        ConfigError."""
+        engine = self.engine
+        if self._loads_a_model(config, engine):
+            self._checked_engine(config)
+        elif engine is not None:
+            self._label(engine.bundle.labels, config, f"{engine.bundle.name} {engine.bundle.version}")
+            try:
+                Engine(engine.bundle, config.threads, threshold=config.threshold, rule=config.rule,
+                       top_k=config.top_k)
+            except ValueError as exc:
+                raise ConfigError(f"configuration refused by model {engine.bundle.name} "
+                                  f"{engine.bundle.version}: {exc}") from None
+
+    @staticmethod
+    def _loads_a_model(config: InferenceConfig, engine: Engine | None) -> bool:
+        model_dir = resolve_model_dir(config.model_dir)
+        return (engine is None or model_dir != engine.bundle.path
+                or read_manifest(model_dir)["sha256"] != engine.bundle.sha256)
+
+    def _checked_engine(self, config: InferenceConfig) -> tuple[Engine, str]:
+        """The engine of ``config``'s model once the bundle loads and passes its golden check, and what that
+        check found (one phrase for the log)."""
+        bundle = load_bundle(resolve_model_dir(config.model_dir))
+        report = check_golden(bundle)
+        engine = self._new_engine(bundle, config)
+        return engine, (report.summary() if report is not None else "no golden set: not checked")
 
     @staticmethod
     def _label(engine_labels: list[str], config: InferenceConfig, bundle_text: str) -> None:

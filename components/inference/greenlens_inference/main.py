@@ -3,8 +3,11 @@
 Under a nucleus: loads the model bundle (``--model-dir`` or the ``modelDir`` configuration key), reads
 ``greenlens.frame/1`` descriptors from ``greenlens/frames``, always infers the newest frame (pixels from the
 shared-memory ring, or the inline JPEG), publishes ``greenlens.result/1`` on ``greenlens/results``, follows
-configuration updates without a restart, and reports RUNNING, or ERRORED with one clear log line when its
-model is missing, corrupt or does not load (it then waits for a configuration that fixes it).
+configuration updates without a restart, and reports RUNNING once its model loaded and passed its golden
+check. A model that is missing, corrupt, does not load or fails its golden check at start: one clear log
+line, ERRORED and exit (so the deployment fails); later, a refused model or setting keeps the previous one
+running. Proposed configurations are checked before a deployment applies them
+(SubscribeToValidateConfigurationUpdates).
 
 For development, without a nucleus::
 
@@ -30,8 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenlens_common.ipc import Subscription
-from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
+from greenlens_common.ipc import IpcError, Subscription
+from greenlens_common.runner import NOT_COMPONENT_KEYS, ThreadRunner, add_runner_arguments, argument_parser
 
 from .bundle import BundleError
 from .component import COMPONENT, InferenceComponent
@@ -83,19 +86,47 @@ class _Runner(ThreadRunner[InferenceConfig]):
         return values
 
     def configure(self, component: InferenceComponent) -> str | None:
-        """Load the configuration and apply it; None when it worked, else the one line that says why not."""
+        """Load the configuration and apply it; None when it worked, else the one line that says why not.
+
+        A refusal while a model runs keeps that model and its settings (an event says so); the component
+        stays RUNNING, since a restart could only end BROKEN."""
         try:
             component.configure(self.load_config())
             return None
         except BundleError as exc:
-            component.report_error("model_refused", str(exc))
-            line = f"greenlens.Inference: model refused: {exc}"
+            kind, line = "model_refused", f"greenlens.Inference: model refused: {exc}"
         except ConfigError as exc:
-            line = f"greenlens.Inference: bad configuration: {exc}"
+            kind, line = "configuration_refused", f"greenlens.Inference: bad configuration: {exc}"
         engine = component.engine
         if engine is not None:
             line += f" (still running model {engine.bundle.name} {engine.bundle.version} as configured before)"
+        component.report_error(kind, line)
         return line
+
+    def validate(self, component: InferenceComponent, configuration: dict[str, Any], deployment_id: str) -> None:
+        """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the one line that says why
+        (the deployment then fails and nothing changes). Runs on its own thread: loading a model and its
+        golden check take a while, and the IPC thread must not wait."""
+        try:
+            config = self.config_type().updated(self.overrides()).updated(
+                {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
+            component.validate(config)
+            accepted, message = True, "greenlens.Inference accepts the configuration"
+        except BundleError as exc:
+            accepted, message = False, f"greenlens.Inference: model refused: {exc}"
+        except ConfigError as exc:
+            accepted, message = False, f"greenlens.Inference: bad configuration: {exc}"
+        except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
+            accepted, message = False, f"greenlens.Inference: configuration cannot be checked: {exc!r}"
+        if accepted:
+            log.info("deployment %s: proposed configuration accepted", deployment_id)
+        else:
+            log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
+        assert self.ipc is not None
+        try:
+            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
+        except IpcError as exc:
+            log.error("%s", exc)
 
     # -- running
 
@@ -114,15 +145,20 @@ class _Runner(ThreadRunner[InferenceConfig]):
         ipc = self.ipc
         ipc.subscribe_to_configuration_update(self.request_reload)
         component = InferenceComponent(self.publish_ipc_nowait, ring_dir=self.args.ring_dir, on_fatal=self.on_fatal)
+        ipc.subscribe_to_validate_configuration_updates(
+            lambda configuration, deployment_id: threading.Thread(
+                target=self.validate, args=(component, configuration, deployment_id), name="validate-configuration",
+                daemon=True).start())
         subscription: Subscription | None = None
         subscribed_topic: str | None = None
         healthy = False
         try:
             failure = self.configure(component)
+            if failure is not None:  # no model yet: Startup fails (the deployment fails, ROLLBACK restores)
+                return self.failed(failure)
             while True:
                 if failure is not None:
-                    self.failed(failure)
-                    healthy = False
+                    log.error("%s", failure)  # the previous model keeps serving; still RUNNING
                 elif component.engine is not None:
                     topic = component.config.frames_topic
                     if topic != subscribed_topic:
