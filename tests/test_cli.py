@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ggsim_cli import GGSIM, Ggsim, recipe, write_recipes
+from tests.support.ggsim_cli import GGSIM, Ggsim, recipe, running_ggsim, write_recipes
 
 ECHO = textwrap.dedent("""\
     import json, os, sys
@@ -33,12 +33,7 @@ ECHO = textwrap.dedent("""\
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    g = Ggsim(tmp_path / "root")
-    g.root.mkdir()
-    g.up("--thing-name", "cam-7")
-    yield g
-    if g.proc and g.proc.poll() is None:
-        assert g.down() == 0
+    yield from running_ggsim(tmp_path / "root", "--thing-name", "cam-7")
 
 
 def echo_recipe(tmp_path: Path) -> dict:

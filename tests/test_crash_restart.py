@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.ggsim_cli import Ggsim, recipe, write_recipes
+from tests.support.ggsim_cli import Ggsim, recipe, running_ggsim, write_recipes
 
 WRITES = 2000
 
@@ -38,12 +38,7 @@ WRITER = textwrap.dedent("""\
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    g = Ggsim(tmp_path / "root")
-    g.root.mkdir()
-    g.up()
-    yield g
-    if g.proc and g.proc.poll() is None:
-        assert g.down() == 0
+    yield from running_ggsim(tmp_path / "root")
     for proc in psutil.process_iter(["cmdline"]):  # what a failed run may have left behind
         if any(str(tmp_path) in part for part in proc.info["cmdline"] or []):
             proc.kill()

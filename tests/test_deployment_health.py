@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ggsim_cli import Ggsim, recipe, write_recipes
+from tests.support.ggsim_cli import Ggsim, recipe, running_ggsim, write_recipes
 
 SERVICE = "test.Service"
 KEEPER = "test.Keeper"
@@ -19,12 +19,7 @@ KEEPER = "test.Keeper"
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    g = Ggsim(tmp_path / "root")
-    g.root.mkdir()
-    g.up()
-    yield g
-    if g.proc and g.proc.poll() is None:
-        assert g.down() == 0
+    yield from running_ggsim(tmp_path / "root")
 
 
 def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -22,8 +25,7 @@ def test_leftovers_are_stopped_but_a_reused_pid_is_left_alone(tmp_path: Path) ->
         entries = json.loads(ledger.path.read_text())
         entries[1]["started"] -= 100
         ledger.path.write_text(json.dumps(entries))
-        group = [p for p in psutil.process_iter() if p.pid != left.pid and _pgid(p.pid) == left.pid]
-        assert group, "the leftover's background child"
+        group = _wait_for_group_child(left.pid)
 
         stopped = ProcessLedger(ledger.path).stop_leftovers(grace=5)
 
@@ -34,8 +36,20 @@ def test_leftovers_are_stopped_but_a_reused_pid_is_left_alone(tmp_path: Path) ->
         assert json.loads(ledger.path.read_text()) == []
     finally:
         for proc in (left, stranger):
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def _wait_for_group_child(pgid: int) -> list[psutil.Process]:
+    """The background child the leader's shell forks (it may not have yet when Popen returns)."""
+    deadline = time.monotonic() + 10
+    while True:
+        group = [p for p in psutil.process_iter() if p.pid != pgid and _pgid(p.pid) == pgid]
+        if group:
+            return group
+        assert time.monotonic() < deadline, "the leftover's background child did not start"
+        time.sleep(0.02)
 
 
 def _pgid(pid: int) -> int | None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -66,3 +67,13 @@ def write_recipes(folder: Path, *docs: dict) -> Path:
     for doc in docs:
         (folder / f"{doc['ComponentName']}-{doc['ComponentVersion']}.yaml").write_text(yaml.safe_dump(doc))
     return folder
+
+
+def running_ggsim(root: Path, *up_args: str) -> Iterator[Ggsim]:
+    """For a fixture: `ggsim up` on ``root`` for the test, stopped (and checked to stop cleanly) after it."""
+    g = Ggsim(root)
+    g.root.mkdir()
+    g.up(*up_args)
+    yield g
+    if g.proc and g.proc.poll() is None:
+        assert g.down() == 0
