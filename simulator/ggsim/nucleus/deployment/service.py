@@ -241,7 +241,9 @@ class DeploymentManager:
             try:
                 await self._run(doc)
             except asyncio.CancelledError:
-                self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
+                applied = self._activating == doc.deployment_id
+                self._finish(doc.deployment_id, "FAILED",
+                             "FAILED_ROLLBACK_NOT_REQUESTED" if applied else "FAILED_NO_STATE_CHANGE",
                              "the deployment was cancelled because ggsim is stopping",
                              error_report(FailureKind.INTERRUPTED))
                 raise
