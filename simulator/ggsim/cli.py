@@ -266,12 +266,20 @@ def wait_for_deployment(client: CliClient, deployment_id: str, timeout: float) -
 
 
 def print_deployment(status: dict[str, Any]) -> None:
-    click.echo(f"{status.get('deploymentId')}: {status.get('status')}  (created {status.get('createdOn')})")
+    """A deployment as `greengrass-cli deployment status` prints it: `<id>: <STATUS>`, then a `Name: value`
+    line for each detail the status has."""
+    click.echo(f"{status.get('deploymentId')}: {status.get('status')}")
     details = status.get("deploymentStatusDetails") or {}
-    if details.get("detailedDeploymentStatus"):
-        click.echo(f"  detailed status: {details['detailedDeploymentStatus']}")
-    if details.get("deploymentFailureCause"):
-        click.echo(f"  failure cause: {details['deploymentFailureCause']}")
+    lines = [
+        ("Created on", status.get("createdOn")),
+        ("Detailed Status", details.get("detailedDeploymentStatus")),
+        ("Deployment Error Stack", ", ".join(details.get("deploymentErrorStack") or []) or None),
+        ("Deployment Error Types", ", ".join(details.get("deploymentErrorTypes") or []) or None),
+        ("Deployment Failure Cause", details.get("deploymentFailureCause")),
+    ]
+    for name, value in lines:
+        if value:
+            click.echo(f"{name}: {value}")
 
 
 @deployment.command("status")
@@ -287,12 +295,11 @@ def deployment_status(ctx: Context, deployment_id: str) -> None:
 @deployment.command("list")
 @with_json
 def deployment_list(ctx: Context) -> None:
-    """Recent deployments, oldest first."""
+    """Recent deployments, oldest first: `<id>: <STATUS>` a line, as greengrass-cli prints them."""
     with ctx.client() as client:
         items = [d._to_payload() for d in client.call("list_local_deployments").local_deployments or []]
 
-    emit(ctx, items, lambda: print_table(items, {"Deployment": "deploymentId", "Status": "status",
-                                                 "Created": "createdOn"}))
+    emit(ctx, items, lambda: [click.echo(f"{d.get('deploymentId')}: {d.get('status')}") for d in items])
 
 
 # ------------------------------------------------------------------------------------- component

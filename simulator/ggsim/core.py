@@ -4,10 +4,12 @@ This is the only module that knows every part. It builds them in dependency orde
 what it needs; no part reaches for another through a shared object:
 
     Store                 <root> layout, recipes, artifacts                    (nucleus)
-    ConfigStore           <root>/config/effectiveConfig.yaml                   (nucleus)
+    ConfigStore           <root>/config/effectiveConfig.yaml, persisted by a   (nucleus)
+                          ConfigJournal (snapshot + log) under <root>/config
     TokenRegistry         SVCUID tokens: issued by the runner, revoked by the kernel, looked up by IPC
     GreengrassLogs        <root>/logs
-    ProcessRunner         lifecycle scripts with the component environment     (nucleus)
+    RecordingRunner       lifecycle scripts with the component environment,    (nucleus)
+                          recorded in a ProcessLedger under the root
     Kernel                the components and their order                       (nucleus)
     UpdateHub,            what a deployment tells and asks the components      (nucleus.deployment)
     ValidationHub
@@ -15,13 +17,15 @@ what it needs; no part reaches for another through a shared object:
     IotCore               embedded stand-in or bridge to a real broker         (iotcore)
     IpcServer             <root>/ipc.socket, over an IpcBackend of the above   (ipc)
 
-``Core(root, ...)`` → ``await start()`` starts IoT Core, the IPC server and the deployments (re-applying
+``Core(root, ...)`` → ``await start()`` stops the component processes a killed ggsim left on this root,
+loads the persisted configuration, starts IoT Core, the IPC server and the deployments (re-applying
 the persisted deployment); ``await stop()`` stops the deployments, the components (dependers first), the
 IPC server and IoT Core. ``ggsim up``, the tests and the benchmark all start ggsim this way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,11 +36,13 @@ from .ipc.auth import TokenRegistry
 from .ipc.backend import IpcBackend
 from .ipc.server import IpcServer
 from .nucleus.config import ConfigStore
+from .nucleus.config_journal import ConfigJournal
 from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
 from .nucleus.kernel import Kernel
 from .nucleus.layout import RootLayout
 from .nucleus.platform import detect_platform
-from .nucleus.process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
+from .nucleus.process import DEFAULT_GRACE, GreengrassLogs
+from .nucleus.process_ledger import ProcessLedger, RecordingRunner
 from .nucleus.store import Store
 
 __all__ = ["Core"]
@@ -67,12 +73,15 @@ class Core:
         self.socket_path = self.layout.socket_path
         self.platform: dict[str, str] = dict(platform) if platform is not None else detect_platform()
         self.store = Store(self.root)
-        self.config = ConfigStore(self.layout.effective_config)
+        self.config_journal = ConfigJournal(self.layout.config_dir)
+        self.config = ConfigStore(self.layout.effective_config, journal=self.config_journal)
+        self.processes = ProcessLedger(self.layout.processes_file)
         self.tokens = TokenRegistry()
         self.logs = GreengrassLogs(self.layout.logs_dir)
-        self.runner = ProcessRunner(
+        self.runner = RecordingRunner(
             layout=self.layout, thing_name=thing_name, region=region,
             tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
+            ledger=self.processes,
         )
         self.kernel = Kernel(
             root=self.root, thing_name=thing_name, config=self.config, logs=self.logs, runner=self.runner,
@@ -102,6 +111,11 @@ class Core:
                          {"root": self.root, "thingName": self.thing_name, "version": NUCLEUS_VERSION})
         self._started = True
         try:
+            leftovers = await asyncio.to_thread(self.processes.stop_leftovers, max(self.runner.grace, 1.0))
+            for entry in leftovers:
+                self.logs.kernel("WARN", KERNEL_LOGGER, "stale-process-stopped",
+                                 "stopped a component process left running by a ggsim that was killed", entry)
+            self.config.load_persisted()
             await self.iotcore.start()
             self._running.add("iotcore")
             if self.ipc_server is not None:
@@ -129,6 +143,7 @@ class Core:
         if self._started:
             self.logs.kernel("INFO", KERNEL_LOGGER, "system-shutdown", "ggsim nucleus stopped")
         self._started = False
+        self.config_journal.close()
         self.logs.close()
 
     async def __aenter__(self) -> Core:

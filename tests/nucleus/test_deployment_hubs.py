@@ -102,10 +102,13 @@ class RecordingKernel:
     def __init__(self) -> None:
         self.applied: list[list[str]] = []
 
-    async def apply(self, target: Mapping[str, Recipe]) -> None:
+    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
         self.applied.append(sorted(target))
 
-    async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
+    async def remove_others(self, keep: Iterable[str]) -> None:
+        pass
+
+    async def wait_healthy(self, names: Iterable[str], timeout: float, *, stable_for: float = 0.0) -> dict[str, str]:
         return {name: "RUNNING" for name in names}
 
 
@@ -141,7 +144,10 @@ def test_a_cloud_deployment_a_component_rejects_changes_nothing(tmp_path: Path, 
     status, kernel, notified, validating = cloud_deployment(tmp_path, recipes, "REJECTED")
     assert status["status"] == "FAILED"
     assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_NO_STATE_CHANGE"
-    assert status["failureCause"] == "Component comp.A rejected the configuration: threshold too high"
+    assert status["failureCause"] == ("Components reported that their to-be-deployed configuration is invalid "
+                                      "{ name = comp.A, message = threshold too high }")
+    assert status["deploymentStatusDetails"]["deploymentErrorStack"] == [
+        "DEPLOYMENT_FAILURE", "COMPONENT_CONFIGURATION_NOT_VALID"]
     assert validating.events[0]["validateConfigurationUpdateEvent"]["configuration"] == {"threshold": 2}
     assert kernel.applied == []
     assert [next(iter(e)) for e in notified.events] == ["preUpdateEvent"]

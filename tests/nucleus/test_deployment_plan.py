@@ -247,24 +247,29 @@ def test_plan_of_an_update_and_a_removal(tmp_path: Path, recipes: Any) -> None:
     assert result.unchanged == ["com.example.Shared"]
 
 
+NO_VERSION = ("NO_AVAILABLE_COMPONENT_VERSION", "COMPONENT_VERSION_REQUIREMENTS_NOT_MET")
+RECIPE_INVALID = ("COMPONENT_PACKAGE_LOADING_ERROR", "RECIPE_PARSE_ERROR")
+ARTIFACT_MISSING = ("ARTIFACT_DOWNLOAD_ERROR", "IO_ERROR")
+
+
 @pytest.mark.parametrize(
-    ("setup", "request_body", "error_type", "message"),
+    ("setup", "request_body", "codes", "message"),
     [
-        ("nextpatch", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, "COMPONENT_RECIPE_ERROR",
+        ("nextpatch", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, RECIPE_INVALID,
          "ComponentVersion: 'NEXT_PATCH' is a placeholder"),
-        ("artifact", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, "ARTIFACT_ERROR",
+        ("artifact", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, ARTIFACT_MISSING,
          "artifact 'app.zip' of com.example.A 1.0.0 (s3://bucket/app.zip) is missing"),
-        ("range", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, "NO_AVAILABLE_COMPONENT_VERSION",
+        ("range", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, NO_VERSION,
          "No local version of component com.example.Lib satisfies the requirements '^2.0.0' from com.example.A 1.0.0"),
-        ("platform", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, "COMPONENT_RECIPE_ERROR",
+        ("platform", {"rootComponentVersionsToAdd": {"com.example.A": "1.0.0"}}, RECIPE_INVALID,
          "com.example.A 1.0.0 does not claim platform compatibility"),
-        ("ok", {"rootComponentVersionsToAdd": {"com.example.A": "3.0.0"}}, "NO_AVAILABLE_COMPONENT_VERSION",
+        ("ok", {"rootComponentVersionsToAdd": {"com.example.A": "3.0.0"}}, NO_VERSION,
          "No local version of component com.example.A satisfies the requirements '3.0.0' from deployment group "
          "LOCAL_DEPLOYMENT; available versions: 1.0.0"),
     ],
 )
-def test_plan_failures_are_clear(tmp_path: Path, recipes: Any, setup: str, request_body: dict, error_type: str,
-                                 message: str) -> None:
+def test_plan_failures_are_clear(tmp_path: Path, recipes: Any, setup: str, request_body: dict,
+                                 codes: tuple[str, ...], message: str) -> None:
     if setup == "nextpatch":
         (recipes.dir / "bad.yaml").write_text(
             'RecipeFormatVersion: "2020-01-25"\nComponentName: com.example.A\nComponentVersion: NEXT_PATCH\n'
@@ -281,5 +286,5 @@ def test_plan_failures_are_clear(tmp_path: Path, recipes: Any, setup: str, reque
     store = Store(tmp_path / "gg")
     with pytest.raises(DeploymentError) as err:
         plan(store, dict(request_body, recipeDirectoryPath=str(recipes.dir)))
-    assert err.value.error_type == error_type
+    assert err.value.codes == codes
     assert message in str(err.value)

@@ -128,7 +128,7 @@ def test_broken_component_with_rollback_restores_the_previous_deployment_exactly
                                                 componentToConfiguration={A: {"MERGE": {"Interval": "1"}}}))
             assert status["status"] == "FAILED"
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_ROLLBACK_COMPLETE"
-            assert f"{A} is BROKEN" in status["failureCause"]
+            assert f"Service {A} in broken state after deployment" in status["failureCause"]
             assert core.kernel.components() == [A]  # the helper the failed version brought is gone again
             details = core.kernel.component_details(A)
             assert details is not None and details["version"] == "1.0.0"
@@ -168,7 +168,8 @@ def test_a_deployment_that_cannot_be_planned_changes_nothing(tmp_path: Path, rec
             assert status["status"] == "FAILED"
             assert status["deploymentStatusDetails"]["detailedDeploymentStatus"] == "FAILED_NO_STATE_CHANGE"
             assert "artifact 'model.zip' of com.example.A 1.1.0" in status["failureCause"]
-            assert status["deploymentStatusDetails"]["deploymentErrorTypes"] == ["ARTIFACT_ERROR"]
+            assert status["deploymentStatusDetails"]["deploymentErrorStack"] == [
+                "DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR", "IO_ERROR"]
             details = core.kernel.component_details(A)
             assert details is not None and (details["version"], details["state"]) == ("1.0.0", "RUNNING")
             assert core.kernel.component_pids(A) == pids

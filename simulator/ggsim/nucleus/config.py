@@ -30,6 +30,11 @@ are returned in the case they were written, which is what ggsim does too).
 When created with ``effective_config`` (``<root>/config/effectiveConfig.yaml``), the store keeps that file
 current: a write schedules a rewrite on the running asyncio loop (debounced), or writes at once when no
 loop runs; :meth:`flush` writes now.
+
+When created with a ``journal`` (:class:`ggsim.nucleus.config_journal.ConfigJournal`), every change is also
+persisted before the write returns, so that a kill of ggsim loses none: an UpdateConfiguration appends its
+request to the journal's log, any other write (deployments, rollbacks, removals) writes a new snapshot.
+:meth:`load_persisted` reads it back at start-up.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from typing import Any
 import yaml
 
 from ggsim.nucleus import config_merge
+from ggsim.nucleus.config_journal import ConfigJournal
 from ggsim.nucleus.java_numbers import as_java_numbers
 from ggsim.nucleus.nesting import MAX_NESTING_DEPTH, nesting_depth_exceeds
 
@@ -199,6 +205,7 @@ class ConfigStore:
         *,
         java_numbers: bool = True,
         debounce: float = 0.2,
+        journal: ConfigJournal | None = None,
     ) -> None:
         self._trees: dict[str, _Container] = {}
         self._subs: dict[str, list[tuple[KeyPath, Callback]]] = {}
@@ -210,6 +217,8 @@ class ConfigStore:
         self._written: asyncio.Event | None = None
         #: Increases on every change of any configuration; cheap staleness check for caches.
         self.revision = 0
+        self._journal = journal
+        self._journal_paused = False
 
     # ------------------------------------------------------------------ reads
 
@@ -260,6 +269,7 @@ class ConfigStore:
         when the node at ``key_path`` is newer than ``timestamp`` after the merge.
         """
         path = _check_key_path(key_path)
+        request_path = list(path)
         if timestamp is None:
             raise InvalidUpdateError("Timestamp is required")
         if value_to_merge is None:
@@ -297,6 +307,7 @@ class ConfigStore:
             node = child
             parents.append(node)
         self._merge_into(node, path, value, ts, changes, parents)
+        self._log_update(component, request_path, value_to_merge, ts)
         self._changed(component, changes)
         modified = self._find(component, target_path).ts
         if modified > ts:
@@ -355,8 +366,57 @@ class ConfigStore:
             if not isinstance(node, _Container):
                 raise ValueError(f"configuration snapshot of {name}: the root must be a container")
             loaded[str(name)] = node
-        for name in set(self._trees) | set(loaded):
-            self._swap(name, self._trees.get(name), loaded.get(name))
+        self._journal_paused = True
+        try:
+            for name in set(self._trees) | set(loaded):
+                self._swap(name, self._trees.get(name), loaded.get(name))
+        finally:
+            self._journal_paused = False
+        self._write_snapshot()
+
+    # ------------------------------------------------------------ persistence
+
+    def load_persisted(self) -> bool:
+        """Read the journal's snapshot and replay its log (at start-up); True if there was anything."""
+        if self._journal is None:
+            return False
+        snapshot, entries = self._journal.load()
+        if snapshot is None and not entries:
+            return False
+        self._journal_paused = True
+        try:
+            if snapshot is not None:
+                self.restore(snapshot)
+            for entry in entries:
+                try:
+                    self.update(str(entry["c"]), entry.get("k") or [], entry["v"], float(entry["ts"]))
+                except StaleUpdateError:
+                    pass  # the leaves that were not stale are written, as when the request came
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.error("configuration log entry %r cannot be replayed: %s", entry, exc)
+        finally:
+            self._journal_paused = False
+        self._write_snapshot()
+        return True
+
+    def _log_update(self, component: str, key_path: KeyPath, value: Mapping[str, Any], ts: float) -> None:
+        if self._journal is None or self._journal_paused:
+            return
+        try:
+            self._journal.append({"c": component, "k": key_path, "v": value, "ts": ts})
+        except OSError as exc:
+            log.error("cannot persist the configuration to %s: %s", self._journal.log_path, exc)
+            return
+        if self._journal.needs_snapshot():
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        if self._journal is None or self._journal_paused:
+            return
+        try:
+            self._journal.write_snapshot(self.snapshot())
+        except OSError as exc:
+            log.error("cannot persist the configuration to %s: %s", self._journal.snapshot_path, exc)
 
     # ---------------------------------------------------------- subscriptions
 
@@ -479,6 +539,7 @@ class ConfigStore:
             self._trees.pop(component, None)
         else:
             self._trees[component] = new
+        self._write_snapshot()
         self._schedule_write()
         self._changed(component, [p for p in changes if p])
 

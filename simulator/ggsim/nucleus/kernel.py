@@ -81,6 +81,8 @@ class Kernel:
         self.timeouts = dict(timeouts or {})
         self._services: dict[str, ComponentService] = {}
         self._history: dict[str, list[str]] = {}
+        #: Loop time at which each component entered its current state.
+        self._entered: dict[str, float] = {}
         self._listeners: list[StateListener] = []
         self._changed: asyncio.Event | None = None
 
@@ -94,12 +96,13 @@ class Kernel:
 
     # -------------------------------------------------------------- deployments
 
-    async def apply(self, target: Mapping[str, Recipe]) -> None:
-        """Make exactly ``target``'s components run at these recipes (see the module docstring)."""
+    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
+        """Make ``target``'s components run at these recipes (see the module docstring); the others are
+        removed too unless ``remove_others`` is false (a deployment removes them only once it succeeded,
+        with :meth:`remove_others`)."""
         if self._changed is None:
             self._changed = asyncio.Event()
         versions = {name: recipe.version for name, recipe in target.items()}
-        removed = [name for name in self._services if name not in target]
         new_services: list[str] = []
         for name in self._start_order(target):
             recipe = self._interpolated(target[name], versions)
@@ -128,6 +131,13 @@ class Kernel:
             if self._bootstrap_needed(service.recipe):
                 service.request_reinstall(bootstrap=True)
             service.start()
+        if remove_others:
+            await self.remove_others(target)
+
+    async def remove_others(self, keep: Iterable[str]) -> None:
+        """Stop (Uninstall runs), forget and revoke every component not in ``keep``, dependers first."""
+        kept = set(keep)
+        removed = [name for name in self._services if name not in kept]
         for name in reversed(self._start_order({n: self._services[n].recipe for n in removed})):
             service = self._services[name]
             await service.close(timeout=max(30.0, self.stop_grace * 4))
@@ -160,15 +170,26 @@ class Kernel:
         path.write_text(json.dumps(done, indent=1, sort_keys=True))
         return True
 
-    async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
-        """Wait until each named component is RUNNING, FINISHED or BROKEN with no request pending;
-        returns the state of each (its state at the timeout if it did not get there)."""
+    async def wait_healthy(self, names: Iterable[str], timeout: float, *, stable_for: float = 0.0) -> dict[str, str]:
+        """Wait until each named component is RUNNING, FINISHED or BROKEN with no request pending, and
+        (with ``stable_for``) until the RUNNING/FINISHED ones have stayed in that state that long, or
+        until one of them is BROKEN; returns the state of each (its state at the timeout if it did not
+        get there)."""
         wanted = list(names)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if all(self._settled(name) for name in wanted) or loop.time() >= deadline:
-                return {name: self._state_name(name) for name in wanted}
+            now = loop.time()
+            states = {name: self._state_name(name) for name in wanted}
+            settled = all(self._settled(name) for name in wanted)
+            if now >= deadline or (settled and "BROKEN" in states.values()):
+                return states
+            if settled:
+                calm_at = max((self._entered.get(name, now) + stable_for for name in wanted), default=now)
+                if calm_at <= now:
+                    return states
+                await self._wait_any_change(min(deadline, calm_at))
+                continue
             await self._wait_any_change(deadline)
 
     # ------------------------------------------------------------ state events
@@ -176,6 +197,7 @@ class Kernel:
     def on_state_change(self, service: ComponentService, old: State, new: State) -> None:
         """Called by ComponentService on every transition (the lifecycle's only way out)."""
         self._history.setdefault(service.name, []).append(new.value)
+        self._entered[service.name] = asyncio.get_running_loop().time()
         for listener in list(self._listeners):
             try:
                 listener(service.name, old.value, new.value)

@@ -114,6 +114,11 @@ class RootLayout:
         return self.config_dir / "effectiveConfig.yaml"
 
     @property
+    def processes_file(self) -> Path:
+        """The component process groups a ggsim on this root runs (nucleus/process_ledger.py)."""
+        return self.root / "ggsim-processes.json"
+
+    @property
     def bootstrapped_file(self) -> Path:
         """Which component versions this root has run Bootstrap for (ggsim's own file)."""
         return self.deployments_dir / "bootstrapped.json"

@@ -20,6 +20,7 @@ from ggsim.nucleus.resolver import ResolutionError, resolve
 from ggsim.nucleus.store import Store, StoreError
 
 from .document import ConfigurationUpdate, DeploymentDocument
+from .errors import FailureKind
 
 __all__ = [
     "DeploymentError",
@@ -34,11 +35,16 @@ log = logging.getLogger(__name__)
 
 
 class DeploymentError(Exception):
-    """A deployment that cannot be applied; `error_type` is a short code for deploymentErrorTypes."""
+    """A deployment that cannot be applied; `codes` are the nucleus's error codes for it (errors.py)."""
 
-    def __init__(self, message: str, error_type: str = "DEPLOYMENT_ERROR") -> None:
+    def __init__(self, message: str, codes: tuple[str, ...] = FailureKind.INTERNAL) -> None:
         super().__init__(message)
-        self.error_type = error_type
+        self.codes = codes
+
+    @property
+    def error_type(self) -> str:
+        """The most specific error code."""
+        return self.codes[-1] if self.codes else "DEPLOYMENT_FAILURE"
 
 
 def next_group_roots(
@@ -76,7 +82,7 @@ def merged_roots(groups: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str
                 raise DeploymentError(
                     f"Component {name} is a root of group {first_group[name]} at version {roots[name]} "
                     f"and of group {group} at version {version}; no version satisfies both",
-                    "NO_AVAILABLE_COMPONENT_VERSION",
+                    FailureKind.NO_VERSION,
                 )
             roots[name] = version
             first_group.setdefault(name, group)
@@ -136,9 +142,9 @@ def plan_deployment(
         if doc.artifact_dir is not None:
             store.import_artifacts(doc.artifact_dir)
     except RecipeError as exc:
-        raise DeploymentError(str(exc), "COMPONENT_RECIPE_ERROR") from exc
+        raise DeploymentError(str(exc), FailureKind.RECIPE_INVALID) from exc
     except StoreError as exc:
-        raise DeploymentError(str(exc), "ARTIFACT_ERROR") from exc
+        raise DeploymentError(str(exc), FailureKind.ARTIFACT_MISSING) from exc
 
     running = {name: recipe.version for name, recipe in current.items()}
     new_groups = next_group_roots(groups, doc, running)
@@ -164,25 +170,28 @@ def plan_deployment(
         versions = resolve(roots, store.versions, load, active=running, builtin=builtin, root_owner=owners)
         target = {name: load(name, version) for name, version in versions.items()}
     except ResolutionError as exc:
-        raise DeploymentError(str(exc), "NO_AVAILABLE_COMPONENT_VERSION") from exc
+        raise DeploymentError(str(exc), FailureKind.NO_VERSION) from exc
     except RecipeError as exc:
-        raise DeploymentError(str(exc), "COMPONENT_RECIPE_ERROR") from exc
+        raise DeploymentError(str(exc), FailureKind.RECIPE_INVALID) from exc
     except StoreError as exc:
-        raise DeploymentError(str(exc), "COMPONENT_RECIPE_ERROR") from exc
+        raise DeploymentError(str(exc), FailureKind.RECIPE_NOT_FOUND) from exc
 
     try:
         for recipe in target.values():
             store.prepare_artifacts(recipe, doc.artifact_dir)
     except StoreError as exc:
-        raise DeploymentError(str(exc), "ARTIFACT_ERROR") from exc
+        raise DeploymentError(str(exc), FailureKind.ARTIFACT_MISSING) from exc
 
     own_roots = new_groups.get(doc.group, {})
     configurations: dict[str, dict[str, Any]] = {}
     for name, recipe in target.items():
         update = doc.config_updates.get(name) if name in own_roots else None
-        configurations[name] = resolve_configuration(
-            current_configurations.get(name), recipe.default_configuration, update, name
-        )
+        try:
+            configurations[name] = resolve_configuration(
+                current_configurations.get(name), recipe.default_configuration, update, name
+            )
+        except ValueError as exc:
+            raise DeploymentError(f"configuration of {name}: {exc}", FailureKind.CONFIGURATION_INVALID) from exc
     ignored = sorted(set(doc.config_updates) - set(own_roots))
     if ignored:
         log.warning("deployment %s: configuration updates for %s ignored: only root components of group %s "

@@ -2,11 +2,15 @@
 
 `DeploymentManager` takes a request (`create`), validates it (document.py) and queues it; its worker plans
 each deployment (plan.py), asks the components when the deployment is a cloud one (component_hubs.py),
-writes the configurations, has the kernel apply the new target and waits for it to be healthy, and on
-failure rolls back or not as the document says. Groups, target, configuration snapshot and history are
-persisted under the root, so a restart of ggsim re-applies the last deployment (`restore`).
+writes the configurations, has the kernel apply the new target and watches its components as the
+nucleus does (DeploymentConfigMerger polls them once a second until each is RUNNING or FINISHED, and fails
+the deployment when one is BROKEN; ggsim asks each to have stayed RUNNING or FINISHED for one such
+interval), removes the components the deployment dropped only once it succeeded, and on failure rolls
+back or not as the document says. Groups, target and history are persisted under the root (the
+configuration persists itself, config.py), so a restart of ggsim re-applies the last deployment
+(`restore`); a deployment a kill interrupted is listed as FAILED with DEPLOYMENT_INTERRUPTED.
 
-What it needs from the kernel is `ComponentKernel`: make a target run, and wait for it to be healthy.
+What it needs from the kernel is `ComponentKernel`: make a target run, watch its health, remove the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ggsim.nucleus.store import Store, StoreError
 
 from .component_hubs import UpdateHub, ValidationHub
 from .document import DeploymentDocument, parse_request
+from .errors import ErrorReport, FailureKind, error_report
 from .plan import DeploymentError, DeploymentPlan, plan_deployment
 
 __all__ = ["ComponentKernel", "DeploymentManager", "builtin_components"]
@@ -40,18 +45,25 @@ TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED")
 HISTORY_LIMIT = 50
 STATE_FILE = "ggsim-state.json"
 HISTORY_FILE = "ggsim-history.json"
-CONFIG_SNAPSHOT_FILE = "ggsim-config-snapshot.json"
+#: The nucleus's DeploymentConfigMerger.WAIT_SVC_START_POLL_INTERVAL_MILLISEC: it looks at the components
+#: of a deployment this often; ggsim wants each RUNNING or FINISHED for this long before SUCCEEDED.
+HEALTH_POLL_INTERVAL = 1.0
 
 
 class ComponentKernel(Protocol):
     """The kernel as a deployment sees it (ggsim.nucleus.kernel.Kernel is one)."""
 
-    async def apply(self, target: Mapping[str, Recipe]) -> None:
-        """Make exactly these components run at these recipes."""
+    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
+        """Make these components run at these recipes (and, with remove_others, no other)."""
         ...
 
-    async def wait_healthy(self, names: Iterable[str], timeout: float) -> dict[str, str]:
-        """The state of each named component once each is RUNNING, FINISHED or BROKEN, or at the timeout."""
+    async def remove_others(self, keep: Iterable[str]) -> None:
+        """Stop, uninstall and forget every component not in ``keep``."""
+        ...
+
+    async def wait_healthy(self, names: Iterable[str], timeout: float, *, stable_for: float = 0.0) -> dict[str, str]:
+        """The state of each named component once one is BROKEN or each has been RUNNING or FINISHED for
+        ``stable_for`` seconds, or at the timeout."""
         ...
 
 
@@ -78,6 +90,7 @@ class DeploymentManager:
         platform: Mapping[str, str],
         nucleus_version: str = ggsim.NUCLEUS_VERSION,
         health_timeout: float = 600.0,
+        health_poll: float = HEALTH_POLL_INTERVAL,
     ) -> None:
         self.store = store
         self._config = config
@@ -87,6 +100,9 @@ class DeploymentManager:
         self._platform = dict(platform)
         self._builtin = builtin_components(nucleus_version)
         self.health_timeout = health_timeout
+        self.health_poll = health_poll
+        #: The deployment whose target is being activated (persisted: a kill then leaves the device in it).
+        self._activating: str | None = None
         self._groups: dict[str, dict[str, str]] = {}
         self._target: dict[str, Recipe] = {}
         self._records: dict[str, dict[str, Any]] = {}
@@ -121,6 +137,7 @@ class DeploymentManager:
         self._order.append(doc.deployment_id)
         self._done[doc.deployment_id] = asyncio.Event()
         self._trim_history()
+        self._persist_history()
         assert self._queue is not None
         self._queue.put_nowait(doc)
         return doc.deployment_id
@@ -145,18 +162,17 @@ class DeploymentManager:
         """At start-up: load persisted groups, target, configuration and history; re-apply the target."""
         state = self._read_json(self.store.layout.deployments_dir / STATE_FILE, {})
         history = self._read_json(self.store.layout.deployments_dir / HISTORY_FILE, [])
+        interrupted_in = state.get("activating") if isinstance(state, dict) else None
         for record in history if isinstance(history, list) else []:
             if not isinstance(record, dict) or "deploymentId" not in record:
                 continue
             if record.get("status") not in TERMINAL_STATUSES:
-                record["status"] = "FAILED"
-                record["failureCause"] = "ggsim stopped before the deployment finished"
-                record["deploymentStatusDetails"] = {
-                    "detailedDeploymentStatus": "FAILED_NO_STATE_CHANGE",
-                    "deploymentFailureCause": record["failureCause"],
-                    "deploymentErrorStack": ["DEPLOYMENT_INTERRUPTED"],
-                    "deploymentErrorTypes": ["DEPLOYMENT_INTERRUPTED"],
-                }
+                activated = record["deploymentId"] == interrupted_in
+                self._set_failed(
+                    record, "FAILED_ROLLBACK_NOT_REQUESTED" if activated else "FAILED_NO_STATE_CHANGE",
+                    "ggsim stopped before the deployment finished"
+                    + ("; the device keeps what the deployment had applied" if activated else ""),
+                    error_report(FailureKind.INTERRUPTED))
             self._records[record["deploymentId"]] = record
             self._order.append(record["deploymentId"])
             event = asyncio.Event()
@@ -168,9 +184,6 @@ class DeploymentManager:
         if isinstance(groups, dict):
             self._groups = {str(g): {str(n): str(v) for n, v in roots.items()}
                             for g, roots in groups.items() if isinstance(roots, dict)}
-        config = self._read_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, None)
-        if isinstance(config, dict) and not self._config.components():
-            self._config.restore(config)
         target: dict[str, Recipe] = {}
         for name, version in (state.get("target") or {}).items():
             try:
@@ -178,6 +191,7 @@ class DeploymentManager:
             except (RecipeError, StoreError) as exc:
                 log.error("cannot restore %s %s: %s", name, version, exc)
         self._target = target
+        self._persist_history()
         if target:
             try:
                 await self._kernel.apply(dict(target))
@@ -185,14 +199,20 @@ class DeploymentManager:
                 log.exception("re-applying the persisted deployment failed")
 
     def persist(self) -> None:
-        """Write groups, target, configuration snapshot and history under the root (also after each deployment)."""
+        """Write groups, target and history under the root (also after each deployment)."""
         state = {
             "groups": self._groups,
             "target": {name: recipe.version for name, recipe in self._target.items()},
+            "activating": self._activating,
         }
         self._write_json(self.store.layout.deployments_dir / STATE_FILE, state)
-        self._write_json(self.store.layout.config_dir / CONFIG_SNAPSHOT_FILE, self._config.snapshot())
-        self._write_json(self.store.layout.deployments_dir / HISTORY_FILE, self.list())
+        self._persist_history()
+
+    def _persist_history(self) -> None:
+        try:
+            self._write_json(self.store.layout.deployments_dir / HISTORY_FILE, self.list())
+        except OSError as exc:
+            log.error("cannot persist the deployment history: %s", exc)
 
     async def close(self) -> None:
         """Stop the worker (a running deployment is cancelled) and persist."""
@@ -221,13 +241,16 @@ class DeploymentManager:
             try:
                 await self._run(doc)
             except asyncio.CancelledError:
-                self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
-                             "the deployment was cancelled because ggsim is stopping", "DEPLOYMENT_INTERRUPTED")
+                applied = self._activating == doc.deployment_id
+                self._finish(doc.deployment_id, "FAILED",
+                             "FAILED_ROLLBACK_NOT_REQUESTED" if applied else "FAILED_NO_STATE_CHANGE",
+                             "the deployment was cancelled because ggsim is stopping",
+                             error_report(FailureKind.INTERRUPTED))
                 raise
             except Exception as exc:  # a bug must not kill the queue
                 log.exception("deployment %s failed unexpectedly", doc.deployment_id)
                 self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
-                             f"internal error: {type(exc).__name__}: {exc}", "INTERNAL_ERROR")
+                             f"internal error: {type(exc).__name__}: {exc}", error_report(FailureKind.INTERNAL))
             finally:
                 self._queue.task_done()
 
@@ -245,6 +268,7 @@ class DeploymentManager:
     async def _run(self, doc: DeploymentDocument) -> None:
         record = self._records[doc.deployment_id]
         record["status"] = "IN_PROGRESS"
+        self._persist_history()
         previous_target = dict(self._target)
         previous_groups = copy.deepcopy(self._groups)
         current_configs = self._current_configurations()
@@ -254,7 +278,7 @@ class DeploymentManager:
                 self._platform, self._builtin,
             )
         except DeploymentError as exc:
-            self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", str(exc), exc.error_type)
+            self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", str(exc), error_report(exc.codes))
             return
         record["components"] = plan.versions
 
@@ -262,38 +286,46 @@ class DeploymentManager:
             rejection = await self._cloud_checks(doc, plan)
             if rejection is not None:
                 self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", rejection,
-                             "COMPONENT_CONFIGURATION_INVALID")
+                             error_report(FailureKind.CONFIGURATION_REJECTED))
                 return
 
         config_before = self._config.snapshot()
         self._write_configurations(plan, doc.created_on)
         self._groups = plan.groups
-        self._target = dict(plan.target)
+        # Until it succeeds, the components it removes still run (and would after a kill, as on the nucleus).
+        self._target = {**{n: previous_target[n] for n in plan.removed}, **plan.target}
+        self._activating = doc.deployment_id
+        self.persist()
         failure = await self._activate(plan.target)
         if failure is None:
+            await self._kernel.remove_others(plan.target)
             for name in plan.removed:
                 self._config.remove(name)
+            self._target = dict(plan.target)
             self._finish(doc.deployment_id, "SUCCEEDED", "SUCCESSFUL", None, None)
             if doc.kind == "CLOUD" and doc.notify_components:
                 self._update_hub.notify_post_update(doc.deployment_id)
             return
 
+        cause, report = failure
         if doc.failure_policy == "DO_NOTHING":
-            for name in plan.removed:
-                self._config.remove(name)
-            self._finish(doc.deployment_id, "FAILED", "FAILED_ROLLBACK_NOT_REQUESTED", failure, "COMPONENT_BROKEN")
+            # As the nucleus: no rollback, and the components it meant to remove are not removed.
+            self._finish(doc.deployment_id, "FAILED", "FAILED_ROLLBACK_NOT_REQUESTED", cause, report)
             return
         # ROLLBACK: the previous target and configuration, exactly.
         self._config.restore(config_before)
         self._groups = previous_groups
-        self._target = previous_target
+        self._target = {**previous_target, **{n: plan.target[n] for n in plan.added}}
+        self.persist()
         rollback_failure = await self._activate(previous_target)
         if rollback_failure is None:
+            await self._kernel.remove_others(previous_target)
+            self._target = previous_target
             self._finish(doc.deployment_id, "FAILED", "FAILED_ROLLBACK_COMPLETE",
-                         f"{failure}; rolled back to the previous deployment", "COMPONENT_BROKEN")
+                         f"{cause}; rolled back to the previous deployment", report)
         else:
             self._finish(doc.deployment_id, "FAILED", "FAILED_UNABLE_TO_ROLLBACK",
-                         f"{failure}; the rollback also failed: {rollback_failure}", "COMPONENT_BROKEN")
+                         f"{cause}; the rollback also failed: {rollback_failure[0]}", report)
 
     async def _cloud_checks(self, doc: DeploymentDocument, plan: DeploymentPlan) -> str | None:
         """Component update notification and configuration validation (cloud deployments only)."""
@@ -306,50 +338,52 @@ class DeploymentManager:
                 continue
             status, message = answer
             if str(status).upper() == "REJECTED":
-                return f"Component {name} rejected the configuration: {message}"
+                return ("Components reported that their to-be-deployed configuration is invalid "
+                        f"{{ name = {name}, message = {message} }}")
         return None
 
     def _write_configurations(self, plan: DeploymentPlan, timestamp: float) -> None:
         for name in sorted(plan.target):
             self._config.replace(name, plan.configurations[name], timestamp)
 
-    async def _activate(self, target: dict[str, Recipe]) -> str | None:
-        """Apply `target` and wait for health; returns None when healthy, else why not."""
+    async def _activate(self, target: dict[str, Recipe]) -> tuple[str, ErrorReport] | None:
+        """Apply `target` (removing nothing) and watch it; returns None when healthy, else why not."""
         try:
-            await self._kernel.apply(dict(target))
+            await self._kernel.apply(dict(target), remove_others=False)
             if not target:
                 return None
-            states = await self._kernel.wait_healthy(sorted(target), self.health_timeout)
+            states = await self._kernel.wait_healthy(sorted(target), self.health_timeout,
+                                                     stable_for=self.health_poll)
         except Exception as exc:
             log.exception("activation failed")
-            return f"activation failed: {type(exc).__name__}: {exc}"
+            return f"activation failed: {type(exc).__name__}: {exc}", error_report(FailureKind.INTERNAL)
         bad = {name: state for name, state in states.items() if state not in HEALTHY_STATES}
         missing = sorted(set(target) - set(states))
         if not bad and not missing:
             return None
+        broken = sorted(name for name, state in bad.items() if state == "BROKEN")
+        if broken:
+            return (f"Service {broken[0]} in broken state after deployment",
+                    error_report(FailureKind.COMPONENT_BROKEN, broken=broken))
         parts = [f"{name} is {state}" for name, state in sorted(bad.items())]
         parts += [f"{name} has no state" for name in missing]
-        broken = [name for name, state in bad.items() if state == "BROKEN"]
-        if broken:
-            return "Service(s) broken after the deployment: " + ", ".join(parts)
-        return f"Service(s) not RUNNING or FINISHED after {self.health_timeout:g} s: " + ", ".join(parts)
+        return (f"Service(s) not RUNNING or FINISHED after {self.health_timeout:g} s: " + ", ".join(parts),
+                error_report(FailureKind.UPDATE_TIMEOUT))
 
     def _finish(self, deployment_id: str, status: str, detailed: str, cause: str | None,
-                error_type: str | None) -> None:
+                report: ErrorReport | None) -> None:
         record = self._records.get(deployment_id)
         if record is None:
             return
-        record["status"] = status
-        details: dict[str, Any] = {"detailedDeploymentStatus": detailed}
+        if self._activating == deployment_id:
+            self._activating = None
         if cause is not None:
-            record["failureCause"] = cause
-            details["deploymentFailureCause"] = cause
-            details["deploymentErrorStack"] = [error_type or "DEPLOYMENT_FAILURE"]
-            details["deploymentErrorTypes"] = [error_type or "DEPLOYMENT_FAILURE"]
-        record["deploymentStatusDetails"] = details
-        if cause:
+            self._set_failed(record, detailed, cause, report or error_report(FailureKind.INTERNAL))
+            record["status"] = status
             log.error("deployment %s %s (%s): %s", deployment_id, status, detailed, cause)
         else:
+            record["status"] = status
+            record["deploymentStatusDetails"] = {"detailedDeploymentStatus": detailed}
             log.info("deployment %s %s", deployment_id, status)
         try:
             self.persist()
@@ -358,6 +392,17 @@ class DeploymentManager:
         event = self._done.get(deployment_id)
         if event is not None:
             event.set()
+
+    @staticmethod
+    def _set_failed(record: dict[str, Any], detailed: str, cause: str, report: ErrorReport) -> None:
+        record["status"] = "FAILED"
+        record["failureCause"] = cause
+        record["deploymentStatusDetails"] = {
+            "detailedDeploymentStatus": detailed,
+            "deploymentFailureCause": cause,
+            "deploymentErrorStack": list(report.stack),
+            "deploymentErrorTypes": list(report.types),
+        }
 
     def _trim_history(self) -> None:
         while len(self._order) > HISTORY_LIMIT:
