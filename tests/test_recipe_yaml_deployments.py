@@ -1,0 +1,86 @@
+"""YAML recipes through `ggsim deployment create`: aliases refused as the nucleus would misread them, an alias
+bomb refused at once, and the core still deploying and stoppable afterwards."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from tests.test_cli import Ggsim, recipe, write_recipes
+
+
+def deploy(ggsim: Ggsim, recipes: Path, component: str) -> dict:
+    """`ggsim deployment create --wait`: its JSON status (the command exits 1 when the deployment failed)."""
+    result = ggsim.run("--json", "deployment", "create", "--recipeDir", str(recipes), "--merge", component,
+                       "--wait", "--timeout", "30", check=False)
+    return json.loads(result.stdout)
+
+BOMB = """\
+RecipeFormatVersion: "2020-01-25"
+ComponentName: test.Bomb
+ComponentVersion: 1.0.0
+ComponentConfiguration:
+  DefaultConfiguration:
+    a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+    b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+    c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+    d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+    e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+    g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+    h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+    i: [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+Manifests:
+  - Lifecycle:
+      Run: exec sleep 600
+"""
+
+MERGE_KEY = """\
+RecipeFormatVersion: "2020-01-25"
+ComponentName: test.Merge
+ComponentVersion: 1.0.0
+ComponentConfiguration:
+  DefaultConfiguration:
+    base: &base {level: 1}
+    derived:
+      <<: {level: 2}
+Manifests:
+  - Lifecycle:
+      Run: exec sleep 600
+"""
+
+
+def test_an_alias_bomb_fails_fast_and_the_core_keeps_deploying(tmp_path: Path) -> None:
+    ggsim = Ggsim(tmp_path / "root")
+    ggsim.root.mkdir()
+    ggsim.up()
+    try:
+        bombs = tmp_path / "bomb"
+        bombs.mkdir()
+        (bombs / "test.Bomb-1.0.0.yaml").write_text(BOMB)
+        assert len(BOMB) < 700
+        started = time.monotonic()
+        status = deploy(ggsim, bombs, "test.Bomb=1.0.0")
+        assert time.monotonic() - started < 5  # two CLI processes included; the parse itself takes milliseconds
+        assert status["status"] == "FAILED"
+        text = str(status)
+        assert "alias *a" in text and "test.Bomb-1.0.0.yaml" in text
+
+        merges = tmp_path / "merge"
+        merges.mkdir()
+        (merges / "test.Merge-1.0.0.yaml").write_text(MERGE_KEY)
+        status = deploy(ggsim, merges, "test.Merge=1.0.0")
+        assert status["status"] == "FAILED" and "merge key <<" in str(status)
+
+        good = write_recipes(tmp_path / "good", recipe("test.Fine", "1.0.0", {"Run": "exec sleep 600"},
+                                                       {"anchored": "value"}))
+        status = deploy(ggsim, good, "test.Fine=1.0.0")
+        assert status["status"] == "SUCCEEDED"
+        components = {c["componentName"]: c for c in ggsim.json("component", "list")}
+        assert components["test.Fine"]["state"] == "RUNNING" and "test.Bomb" not in components
+    finally:
+        assert ggsim.proc is not None
+        ggsim.proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert ggsim.proc.wait(30) == 0 or ggsim.proc.returncode in (130, -signal.SIGINT)
