@@ -124,13 +124,12 @@ def _secret(path: Path, where: str, entry: Any, region: str) -> Secret:
     arn = entry.get("arn") or f"arn:aws:secretsmanager:{region}:{DEFAULT_ACCOUNT}:secret:{name}"
     if not isinstance(arn, str) or not arn.startswith("arn:aws"):
         raise SecretFileError(f"{path}: {where}.arn must be a Secrets Manager ARN, got {arn!r}")
-    if "versions" in entry:
-        raw_versions = entry["versions"]
-        if not isinstance(raw_versions, list) or not raw_versions:
-            raise SecretFileError(f"{path}: {where}.versions must be a non-empty list")
-    else:
-        raw_versions = [{**{k: v for k, v in entry.items() if k in ("secretString", "secretBinary")},
-                         "stages": [DEFAULT_STAGE]}]
+    if "versions" not in entry:  # the short form: one version, staged AWSCURRENT
+        value = {k: v for k, v in entry.items() if k in ("secretString", "secretBinary")}
+        return Secret(name, arn, (_version(path, where, {**value, "stages": [DEFAULT_STAGE]}, 0),))
+    raw_versions = entry["versions"]
+    if not isinstance(raw_versions, list) or not raw_versions:
+        raise SecretFileError(f"{path}: {where}.versions must be a non-empty list")
     versions = tuple(_version(path, f"{where}.versions[{i}]", v, i) for i, v in enumerate(raw_versions))
     return Secret(name, arn, versions)
 

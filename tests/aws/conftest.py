@@ -1,0 +1,36 @@
+"""A real `ggsim up` in its own process, and components that record what they observe in a file."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import Ggsim
+
+
+def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:
+    """`ggsim deployment create --wait`: its JSON status (the command exits 1 when the deployment failed)."""
+    result = ggsim.run("--json", "deployment", "create", "--recipeDir", str(recipes), *args,
+                       "--wait", "--timeout", "60", check=False)
+    return json.loads(result.stdout)
+
+
+def wait_for_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict]:
+    """The first `count` JSON lines a component wrote to `path` (waits until they are there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [json.loads(line) for line in lines if line.endswith("}")]
+        if len(records) >= count:
+            return records
+        assert time.monotonic() < deadline, f"{path}: {len(records)} of {count} records: {records}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def core_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
