@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.test_cli import Ggsim
 
@@ -19,18 +17,18 @@ def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def wait_for_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict]:
-    """The first `count` JSON lines a component wrote to `path` (waits until they are there)."""
+def wait_for_records(path: Path, done: Callable[[list[dict]], bool], timeout: float = 30.0) -> list[dict]:
+    """The JSON lines a component wrote to `path`, once `done(records)` holds (waits until it does)."""
     deadline = time.monotonic() + timeout
     while True:
         lines = path.read_text().splitlines() if path.exists() else []
         records = [json.loads(line) for line in lines if line.endswith("}")]
-        if len(records) >= count:
+        if done(records):
             return records
-        assert time.monotonic() < deadline, f"{path}: {len(records)} of {count} records: {records}"
+        assert time.monotonic() < deadline, f"{path}: still not there after {timeout} s: {records}"
         time.sleep(0.05)
 
 
-@pytest.fixture
-def core_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
+def wait_for_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict]:
+    """The first `count` JSON lines a component wrote to `path`."""
+    return wait_for_records(path, lambda records: len(records) >= count, timeout)[:count]
