@@ -42,9 +42,10 @@ def test_boto3_in_a_component_gets_the_credentials_the_user_gave_ggsim(tmp_path:
             "aws.greengrass.LogManager": {"VersionRequirement": ">=2.0.0 <3.0.0"},
             "aws.greengrass.Nucleus": {"VersionRequirement": ">=2.0.0", "DependencyType": "SOFT"},
         }
+        uploader = {"logsUploaderConfiguration": {"systemLogsConfiguration": {"uploadToCloudWatch": "true"}}}
         status = deploy(ggsim, write_recipes(tmp_path / "recipes", doc), "--merge", "test.Boto=1.0.0",
-                        "--merge", "aws.greengrass.LogManager=2.3.9", "--update-config", json.dumps({"aws.greengrass.LogManager": {"MERGE": {
-                            "logsUploaderConfiguration": {"systemLogsConfiguration": {"uploadToCloudWatch": "true"}}}}}))
+                        "--merge", "aws.greengrass.LogManager=2.3.9",
+                        "--update-config", json.dumps({"aws.greengrass.LogManager": {"MERGE": uploader}}))
         assert status["status"] == "SUCCEEDED", status
         got, anonymous = wait_for_lines(seen, 2)
         assert got["method"] == "container-role"
@@ -58,8 +59,7 @@ def test_boto3_in_a_component_gets_the_credentials_the_user_gave_ggsim(tmp_path:
             assert listed[name]["state"] == "RUNNING", name
         assert listed["aws.greengrass.TokenExchangeService"]["version"] == "2.0.3"
         log_manager = ggsim.json("component", "details", "--name", "aws.greengrass.LogManager")
-        assert log_manager["configuration"] == {
-            "logsUploaderConfiguration": {"systemLogsConfiguration": {"uploadToCloudWatch": "true"}}}
+        assert log_manager["configuration"] == uploader
     finally:
         ggsim.down()
 

@@ -37,7 +37,8 @@ MAX_DOCUMENT = 8 * 1024  # IoT shadow document size limit for the state
 STORE_FILE = "shadows.json"
 DIRECTIONS = ("betweenDeviceAndCloud", "deviceToCloud", "cloudToDevice")
 #: Where IoT Core announces a cloud shadow's change (classic and named).
-CLOUD_DOCUMENT_TOPICS = ("$aws/things/+/shadow/update/documents", "$aws/things/+/shadow/name/+/update/documents")
+CLOUD_DOCUMENT_TOPICS = ("$aws/things/+/shadow/update/documents",
+                         "$aws/things/+/shadow/name/+/update/documents")
 
 LocalPublisher = Callable[[str, bytes], None]
 

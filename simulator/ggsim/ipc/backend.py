@@ -2,8 +2,8 @@
 
 The composition root (ggsim.core) builds one `IpcBackend` from the real parts: the token registry, the
 ConfigStore, the IoT Core stand-in, the kernel (`ComponentControl`), the deployment manager
-(`LocalDeployments`), the deployment's hubs and the AWS components' stand-ins (ggsim.aws). Tests build one from fakes. The services only parse a
-request, call one of these and serialise the answer.
+(`LocalDeployments`), the deployment's hubs and the AWS components' stand-ins (ggsim.aws). Tests
+build one from fakes. The services only parse a request, call one of these and serialise the answer.
 """
 
 from __future__ import annotations
