@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_DOCUMENT = 8 * 1024  # IoT shadow document size limit for the state
 STORE_FILE = "shadows.json"
+STOP_GRACE = 2.0  # seconds stop() waits for sync publishes under way
 DIRECTIONS = ("betweenDeviceAndCloud", "deviceToCloud", "cloudToDevice")
 #: Where IoT Core announces a cloud shadow's change (classic and named).
 CLOUD_DOCUMENT_TOPICS = ("$aws/things/+/shadow/update/documents",
@@ -192,6 +193,8 @@ class ShadowManager:
         for subscription in self._cloud_subscriptions:
             subscription.cancel()
         self._cloud_subscriptions.clear()
+        if self._tasks:  # let the cloud publishes under way finish, briefly
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(BaseException):
