@@ -3,19 +3,12 @@ bomb refused at once, and the core still deploying and stoppable afterwards."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
 
+from tests.support.ggsim_cli import deploy
 from tests.test_cli import Ggsim, recipe, write_recipes
-
-
-def deploy(ggsim: Ggsim, recipes: Path, component: str) -> dict:
-    """`ggsim deployment create --wait`: its JSON status (the command exits 1 when the deployment failed)."""
-    result = ggsim.run("--json", "deployment", "create", "--recipeDir", str(recipes), "--merge", component,
-                       "--wait", "--timeout", "30", check=False)
-    return json.loads(result.stdout)
 
 BOMB = """\
 RecipeFormatVersion: "2020-01-25"
@@ -62,7 +55,7 @@ def test_an_alias_bomb_fails_fast_and_the_core_keeps_deploying(tmp_path: Path) -
         (bombs / "test.Bomb-1.0.0.yaml").write_text(BOMB)
         assert len(BOMB) < 700
         started = time.monotonic()
-        status = deploy(ggsim, bombs, "test.Bomb=1.0.0")
+        status = deploy(ggsim, bombs, "--merge", "test.Bomb=1.0.0")
         assert time.monotonic() - started < 5  # two CLI processes included; the parse itself takes milliseconds
         assert status["status"] == "FAILED"
         text = str(status)
@@ -71,12 +64,12 @@ def test_an_alias_bomb_fails_fast_and_the_core_keeps_deploying(tmp_path: Path) -
         merges = tmp_path / "merge"
         merges.mkdir()
         (merges / "test.Merge-1.0.0.yaml").write_text(MERGE_KEY)
-        status = deploy(ggsim, merges, "test.Merge=1.0.0")
+        status = deploy(ggsim, merges, "--merge", "test.Merge=1.0.0")
         assert status["status"] == "FAILED" and "merge key <<" in str(status)
 
         good = write_recipes(tmp_path / "good", recipe("test.Fine", "1.0.0", {"Run": "exec sleep 600"},
                                                        {"anchored": "value"}))
-        status = deploy(ggsim, good, "test.Fine=1.0.0")
+        status = deploy(ggsim, good, "--merge", "test.Fine=1.0.0")
         assert status["status"] == "SUCCEEDED"
         components = {c["componentName"]: c for c in ggsim.json("component", "list")}
         assert components["test.Fine"]["state"] == "RUNNING" and "test.Bomb" not in components

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.aws.conftest import deploy, wait_for_lines
+from tests.support.ggsim_cli import deploy, running_ggsim, wait_for_lines
 from tests.test_cli import Ggsim, recipe, write_recipes
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-password-AbCdEf"
@@ -56,10 +56,7 @@ READER = textwrap.dedent("""\
 def test_get_secret_value_by_name_arn_stage_and_version_as_access_control_allows(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(SECRETS)
-    ggsim = Ggsim(tmp_path / "root")
-    ggsim.root.mkdir()
-    ggsim.up("--secrets", str(secrets))
-    try:
+    with running_ggsim(tmp_path, "--secrets", str(secrets)) as ggsim:
         script = tmp_path / "reader.py"
         script.write_text(READER)
         seen = tmp_path / "seen.jsonl"
@@ -79,8 +76,6 @@ def test_get_secret_value_by_name_arn_stage_and_version_as_access_control_allows
         assert denied["error"] == "UnauthorizedError"
         assert "arn:aws:secretsmanager:us-east-1:000000000000:secret:not-for-you" in denied["message"]
         assert no_stage["error"] == "ResourceNotFoundError" and "NOPE" in no_stage["message"]
-    finally:
-        ggsim.down()
 
 
 def test_a_bad_secrets_file_is_refused_naming_the_entry(tmp_path: Path) -> None:

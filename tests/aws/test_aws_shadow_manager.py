@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.aws.conftest import deploy, wait_for_lines, wait_for_records
+from tests.support.ggsim_cli import deploy, wait_for_lines, wait_for_records
 from tests.test_cli import GGSIM, Ggsim, recipe, write_recipes
 
 THING = "cam-7"

@@ -7,8 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.aws.conftest import deploy, wait_for_lines
-from tests.test_cli import Ggsim, recipe, write_recipes
+from tests.support.ggsim_cli import deploy, running_ggsim, wait_for_lines
+from tests.test_cli import recipe, write_recipes
 
 BOTO_COMPONENT = textwrap.dedent("""\
     import json, os, sys, urllib.request, urllib.error
@@ -29,10 +29,7 @@ BOTO_COMPONENT = textwrap.dedent("""\
 def test_boto3_in_a_component_gets_the_credentials_the_user_gave_ggsim(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.yaml"
     credentials.write_text("AccessKeyId: AKIDGGSIMTEST\nSecretAccessKey: not-a-real-secret\nToken: session-1\n")
-    ggsim = Ggsim(tmp_path / "root")
-    ggsim.root.mkdir()
-    ggsim.up("--aws-credentials", str(credentials))
-    try:
+    with running_ggsim(tmp_path, "--aws-credentials", str(credentials)) as ggsim:
         script = tmp_path / "boto_component.py"
         script.write_text(BOTO_COMPONENT)
         seen = tmp_path / "seen.jsonl"
@@ -60,20 +57,13 @@ def test_boto3_in_a_component_gets_the_credentials_the_user_gave_ggsim(tmp_path:
         assert listed["aws.greengrass.TokenExchangeService"]["version"] == "2.0.3"
         log_manager = ggsim.json("component", "details", "--name", "aws.greengrass.LogManager")
         assert log_manager["configuration"] == uploader
-    finally:
-        ggsim.down()
 
 
 def test_a_range_the_built_in_version_does_not_satisfy_fails_naming_it(tmp_path: Path) -> None:
-    ggsim = Ggsim(tmp_path / "root")
-    ggsim.root.mkdir()
-    ggsim.up()
-    try:
+    with running_ggsim(tmp_path) as ggsim:
         doc = recipe("test.NeedsNew", "1.0.0", {"Run": "exec sleep 600"})
         doc["ComponentDependencies"] = {"aws.greengrass.ShadowManager": {"VersionRequirement": ">=3.0.0"}}
         status = deploy(ggsim, write_recipes(tmp_path / "recipes", doc), "--merge", "test.NeedsNew=1.0.0")
         assert status["status"] == "FAILED"
         assert ("aws.greengrass.ShadowManager is provided by the simulator at version 2.3.9, which does not satisfy "
                 "'>=3.0.0' from test.NeedsNew 1.0.0") in str(status), status
-    finally:
-        ggsim.down()

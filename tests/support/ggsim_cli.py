@@ -1,13 +1,26 @@
-"""A real `ggsim up` in its own process, and components that record what they observe in a file."""
+"""A real `ggsim up` in its own process, deployments through it, and the records components write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.test_cli import Ggsim
+
+
+@contextlib.contextmanager
+def running_ggsim(folder: Path, *up_args: str) -> Iterator[Ggsim]:
+    """`ggsim up` on `folder`/root, stopped (SIGTERM) at the end."""
+    ggsim = Ggsim(folder / "root")
+    ggsim.root.mkdir(exist_ok=True)
+    ggsim.up(*up_args)
+    try:
+        yield ggsim
+    finally:
+        ggsim.down()
 
 
 def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:
