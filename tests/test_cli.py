@@ -33,7 +33,8 @@ ECHO = textwrap.dedent("""\
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    yield from running_ggsim(tmp_path / "root", "--thing-name", "cam-7")
+    with running_ggsim(tmp_path / "root", "--thing-name", "cam-7") as g:
+        yield g
 
 
 def echo_recipe(tmp_path: Path) -> dict:

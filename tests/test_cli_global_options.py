@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from ggsim.cli import main
 
-from tests.test_cli import GGSIM
+from tests.support.ggsim_cli import GGSIM
 
 
 def every_command(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

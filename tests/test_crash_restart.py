@@ -38,7 +38,8 @@ WRITER = textwrap.dedent("""\
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    yield from running_ggsim(tmp_path / "root")
+    with running_ggsim(tmp_path / "root") as g:
+        yield g
     for proc in psutil.process_iter(["cmdline"]):  # what a failed run may have left behind
         if any(str(tmp_path) in part for part in proc.info["cmdline"] or []):
             proc.kill()

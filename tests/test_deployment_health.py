@@ -19,7 +19,8 @@ KEEPER = "test.Keeper"
 
 @pytest.fixture
 def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    yield from running_ggsim(tmp_path / "root")
+    with running_ggsim(tmp_path / "root") as g:
+        yield g
 
 
 def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:

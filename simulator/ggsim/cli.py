@@ -174,28 +174,44 @@ def read_document(path: str) -> dict[str, Any]:
               help="Bridge IoT Core to this MQTT broker (mqtt://host:port) instead of the embedded stand-in.")
 @click.option("--thing-name", default="ggsim-core", show_default=True, envvar="AWS_IOT_THING_NAME")
 @click.option("--region", default="us-east-1", show_default=True, envvar="AWS_REGION")
+@click.option("--secrets", "secrets_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Secrets served to GetSecretValue (aws.greengrass.SecretManager), JSON or YAML; see the manual.")
+@click.option("--aws-credentials", "credentials_file", metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Credentials the TokenExchangeService endpoint serves (AccessKeyId, SecretAccessKey, Token); "
+                   "default: ggsim's own AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's own debug lines to stderr.")
 @click.pass_obj
-def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, verbose: bool,
-       document: str | None, **deploy: Any) -> None:
+def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, secrets_file: Path | None,
+       credentials_file: Path | None, verbose: bool, document: str | None, **deploy: Any) -> None:
     """Start the simulated core in the foreground (Ctrl-C stops it), optionally with a deployment."""
+    from .aws.credentials import CredentialsError, load_credentials_file
+    from .aws.secrets import SecretFileError, load_secrets_file
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     request = read_document(document) if document else build_request(**deploy)
     try:
-        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request))
+        stand_ins = {"secrets": load_secrets_file(secrets_file, region) if secrets_file else None,
+                     "aws_credentials": load_credentials_file(credentials_file) if credentials_file else None}
+    except SecretFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--secrets") from None
+    except CredentialsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--aws-credentials") from None
+    try:
+        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request, stand_ins))
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
 
 
 async def _up(root: Path, mqtt_broker: str | None, thing_name: str, region: str,
-              request: dict[str, Any]) -> int:
+              request: dict[str, Any], stand_ins: dict[str, Any]) -> int:
     from .core import Core  # only `up` runs the simulator; the other commands are IPC clients
     from .ipc.auth import CLI_IDENTITY
 
     root.mkdir(parents=True, exist_ok=True)
-    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker)
+    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker, **stand_ins)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

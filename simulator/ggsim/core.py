@@ -15,6 +15,10 @@ what it needs; no part reaches for another through a shared object:
     ValidationHub
     DeploymentManager     the deployment queue, rollback, persistence          (nucleus.deployment)
     IotCore               embedded stand-in or bridge to a real broker         (iotcore)
+    ShadowManager,        AWS components' stand-ins: local shadows, secrets,   (aws)
+    SecretStore,          the TokenExchangeService endpoint, and the built-in
+    CredentialsServer,    components beside the kernel's in ListComponents
+    BuiltinComponents
     IpcServer             <root>/ipc.socket, over an IpcBackend of the above   (ipc)
 
 ``Core(root, ...)`` → ``await start()`` stops the component processes a killed ggsim left on this root,
@@ -27,10 +31,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import NUCLEUS_VERSION
+from .aws.catalogue import SHADOW_MANAGER, BuiltinComponents, builtin_versions
+from .aws.credentials import (
+    FULL_URI_VARIABLE,
+    CredentialsServer,
+    StaticCredentials,
+    credentials_from_environment,
+)
+from .aws.secrets import SecretStore
+from .aws.shadows import ShadowManager
 from .iotcore import IotCore, make_iotcore
 from .ipc.auth import TokenRegistry
 from .ipc.backend import IpcBackend
@@ -65,6 +79,8 @@ class Core:
         platform: Mapping[str, str] | None = None,
         root_ca_path: str = "",
         ipc: bool = True,
+        secrets: SecretStore | None = None,
+        aws_credentials: StaticCredentials | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.thing_name = thing_name
@@ -94,12 +110,18 @@ class Core:
             validation_hub=self.validation_hub, platform=self.platform, nucleus_version=NUCLEUS_VERSION,
         )
         self.iotcore: IotCore = make_iotcore(mqtt_broker, client_id=thing_name)
+        self.shadows = ShadowManager(self.layout.work_path(SHADOW_MANAGER), thing_name, self.iotcore, self.config)
+        self.secrets = secrets if secrets is not None else SecretStore()
+        self.credentials = CredentialsServer(
+            aws_credentials if aws_credentials is not None else credentials_from_environment(os.environ),
+            self.tokens.lookup)
+        self.components = BuiltinComponents(self.kernel, builtin_versions(NUCLEUS_VERSION), self.config)
         self.ipc_server: IpcServer | None = None
         if ipc:
             self.ipc_server = IpcServer(IpcBackend(
                 socket_path=self.socket_path, tokens=self.tokens, config=self.config, iotcore=self.iotcore,
-                components=self.kernel, deployments=self.deployments, update_hub=self.update_hub,
-                validation_hub=self.validation_hub,
+                components=self.components, deployments=self.deployments, update_hub=self.update_hub,
+                validation_hub=self.validation_hub, shadows=self.shadows, secrets=self.secrets,
             ))
         self._started = False
         #: What start() has started, so that stop() (also after a failed start) stops exactly that.
@@ -118,6 +140,11 @@ class Core:
             self.config.load_persisted()
             await self.iotcore.start()
             self._running.add("iotcore")
+            await self.credentials.start()
+            self._running.add("credentials")
+            self.runner.nucleus_setenv[FULL_URI_VARIABLE] = self.credentials.full_uri
+            await self.shadows.start()
+            self._running.add("shadows")
             if self.ipc_server is not None:
                 await self.ipc_server.start()
                 self._running.add("ipc")
@@ -136,6 +163,12 @@ class Core:
         if self.ipc_server is not None and "ipc" in self._running:
             with contextlib.suppress(Exception):
                 await self.ipc_server.close()
+        if "shadows" in self._running:
+            with contextlib.suppress(Exception):
+                await self.shadows.stop()
+        if "credentials" in self._running:
+            with contextlib.suppress(Exception):
+                await self.credentials.stop()
         if "iotcore" in self._running:
             with contextlib.suppress(Exception):
                 await self.iotcore.stop()

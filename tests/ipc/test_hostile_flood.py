@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.ipc.test_hostile_clients import max_size_frame
-from tests.test_cli import Ggsim
+from tests.support.ggsim_cli import Ggsim
 
 MIB = 1024 * 1024
 

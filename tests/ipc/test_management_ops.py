@@ -98,9 +98,9 @@ def test_put_component_metric(core: Core) -> None:
 def test_operations_greengrass_knows_but_ggsim_does_not_serve(core: Core) -> None:
     comp = core.component("test.Any", {})
     with pytest.raises(IpcCallError) as err:
-        comp.call("get_secret_value", {"secretId": "x"})
+        comp.call("cancel_local_deployment", {"deploymentId": "x"})
     assert err.value.type == "ServiceError"
-    assert err.value.message == "Operation aws.greengrass#GetSecretValue is not supported by Greengrass"
+    assert err.value.message == "Operation aws.greengrass#CancelLocalDeployment is not supported by Greengrass"
 
 
 def test_an_operation_unknown_to_the_nucleus_closes_the_stream(core: Core) -> None:

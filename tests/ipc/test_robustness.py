@@ -159,7 +159,7 @@ def test_a_subscriber_that_does_not_read_gets_bounded_buffering_and_counted_drop
     core = Core(tmp_path)
     try:
         core.run(core.server.close())
-        small = IpcServer(core.host, max_buffer=64 * 1024)
+        small = IpcServer(core.host.backend(), max_buffer=64 * 1024)
         core.run(small.start())
         core.server = small
         token = core.call_soon(lambda: (core.host.config.merge("test.Slow", {"accessControl": ALL_PUBSUB}),

@@ -285,3 +285,37 @@ def test_a_recipe_is_its_documents_metadata_plus_the_selected_manifest() -> None
     assert str(recipe.semver) == "1.0.0"
     assert not isinstance(recipe, RecipeDocument) and not hasattr(recipe, "manifests")
     assert not isinstance(document, Recipe) and not hasattr(document, "lifecycle")
+
+
+MINIMAL_YAML_HEAD = ('RecipeFormatVersion: "2020-01-25"\nComponentName: com.example.Yaml\nComponentVersion: 1.0.0\n'
+                     "Manifests:\n  - Lifecycle:\n      Run: echo hi\n")
+
+
+def test_an_alias_is_refused_naming_it_because_the_nucleus_reads_it_as_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "alias.yaml"
+    path.write_text(MINIMAL_YAML_HEAD + "ComponentConfiguration:\n  DefaultConfiguration:\n"
+                    "    base: &shared {level: 1}\n    copy: *shared\n")
+    with pytest.raises(RecipeError, match=r"alias.yaml: YAML alias \*shared is not supported: .* would read \*shared "
+                                          r"as the string 'shared'.* at line 10, column 11"):
+        load_recipe(path, AMD64)
+
+
+def test_a_merge_key_is_refused_because_the_nucleus_merges_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(MINIMAL_YAML_HEAD + "ComponentConfiguration:\n  DefaultConfiguration:\n"
+                    "    copy:\n      <<: {level: 1}\n")
+    with pytest.raises(RecipeError, match=r"merge.yaml: YAML merge key << is not supported.* at line 10, column 7"):
+        load_recipe(path, AMD64)
+
+
+def test_an_anchor_without_alias_reads_the_same_on_both(tmp_path: Path) -> None:
+    path = tmp_path / "anchor.yaml"
+    path.write_text(MINIMAL_YAML_HEAD + "ComponentConfiguration:\n  DefaultConfiguration: &defaults\n    level: 1\n")
+    assert load_recipe(path, AMD64).default_configuration == {"level": 1}
+
+
+def test_nesting_beyond_the_limit_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(MINIMAL_YAML_HEAD + "ComponentDescription: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(RecipeError, match=r"deep.yaml: the recipe nests mappings and lists more than 100 deep"):
+        load_recipe(path, AMD64)

@@ -3,12 +3,13 @@ through the `ggsim` command line (which talks to the core with the real awsiotsd
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
@@ -69,11 +70,45 @@ def write_recipes(folder: Path, *docs: dict) -> Path:
     return folder
 
 
+@contextlib.contextmanager
 def running_ggsim(root: Path, *up_args: str) -> Iterator[Ggsim]:
-    """For a fixture: `ggsim up` on ``root`` for the test, stopped (and checked to stop cleanly) after it."""
+    """`ggsim up` on ``root`` for the block; it must stop cleanly (exit 0 on SIGTERM) after it, and is killed
+    if the block failed and it did not stop."""
     g = Ggsim(root)
-    g.root.mkdir()
+    g.root.mkdir(parents=True, exist_ok=True)
     g.up(*up_args)
-    yield g
+    try:
+        yield g
+    except BaseException:
+        if g.proc and g.proc.poll() is None:
+            try:
+                g.down()
+            except subprocess.TimeoutExpired:
+                g.kill()
+        raise
     if g.proc and g.proc.poll() is None:
         assert g.down() == 0
+
+
+def deploy(ggsim: Ggsim, recipes: Path, *args: str) -> dict:
+    """`ggsim deployment create --wait`: its JSON status (the command exits 1 when the deployment failed)."""
+    result = ggsim.run("--json", "deployment", "create", "--recipeDir", str(recipes), *args,
+                       "--wait", "--timeout", "60", check=False)
+    return json.loads(result.stdout)
+
+
+def wait_for_records(path: Path, done: Callable[[list[dict]], bool], timeout: float = 30.0) -> list[dict]:
+    """The JSON lines a component wrote to `path`, once `done(records)` holds (waits until it does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        records = [json.loads(line) for line in lines if line.endswith("}")]
+        if done(records):
+            return records
+        assert time.monotonic() < deadline, f"{path}: still not there after {timeout} s: {records}"
+        time.sleep(0.05)
+
+
+def wait_for_lines(path: Path, count: int, timeout: float = 30.0) -> list[dict]:
+    """The first `count` JSON lines a component wrote to `path`."""
+    return wait_for_records(path, lambda records: len(records) >= count, timeout)[:count]

@@ -2,17 +2,19 @@
 
 The composition root (ggsim.core) builds one `IpcBackend` from the real parts: the token registry, the
 ConfigStore, the IoT Core stand-in, the kernel (`ComponentControl`), the deployment manager
-(`LocalDeployments`) and the deployment's hubs. Tests build one from fakes. The services only parse a
-request, call one of these and serialise the answer.
+(`LocalDeployments`), the deployment's hubs and the AWS components' stand-ins (ggsim.aws). Tests
+build one from fakes. The services only parse a request, call one of these and serialise the answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..aws.secrets import SecretStore
+from ..aws.shadows import ShadowManager
 from ..iotcore import IotCore
 from ..nucleus.config import ConfigStore
 from ..nucleus.deployment.component_hubs import UpdateHub, ValidationHub
@@ -78,3 +80,6 @@ class IpcBackend:
     deployments: LocalDeployments
     update_hub: UpdateHub
     validation_hub: ValidationHub
+    #: aws.greengrass.ShadowManager's and SecretManager's stand-ins (default: in memory, no secrets).
+    shadows: ShadowManager = field(default_factory=lambda: ShadowManager(None, ""))
+    secrets: SecretStore = field(default_factory=SecretStore)

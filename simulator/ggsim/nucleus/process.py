@@ -377,6 +377,9 @@ class ProcessRunner:
         self.root_ca_path = root_ca_path
         self.grace = grace
         self.base_env = base_env
+        #: The nucleus's top-level ``setenv``, given to every component (the TokenExchangeService stand-in
+        #: puts AWS_CONTAINER_CREDENTIALS_FULL_URI here, as the real one does once it serves).
+        self.nucleus_setenv: dict[str, str] = {}
 
     def environment(
         self,
@@ -401,6 +404,7 @@ class ProcessRunner:
                 "GGC_VERSION": ggsim.NUCLEUS_VERSION,
             }
         )
+        env.update(self.nucleus_setenv)
         if extra:
             env.update(extra)
         for layer in (lifecycle_setenv, step_setenv):

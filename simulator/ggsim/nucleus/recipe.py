@@ -25,6 +25,7 @@ from ggsim.nucleus.platform import (
     platform_matches,
     platform_value_problem,
 )
+from ggsim.nucleus.recipe_yaml import RecipeYamlError, load_recipe_yaml
 from ggsim.nucleus.resolver import VersionRangeError, parse_version_range
 from ggsim.nucleus.skipif import SkipifError, parse_skipif
 
@@ -257,7 +258,9 @@ def parse_recipe_bytes(
             raise RecipeError(source, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     elif fmt == "yaml":
         try:
-            doc = yaml.safe_load(text)
+            doc = load_recipe_yaml(text)
+        except RecipeYamlError as exc:
+            raise RecipeError(source, "", str(exc)) from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 
 def build_services(server: IpcServer) -> dict[str, Service]:
-    from . import components, config, iotcore, lifecycle, metrics, pubsub, shadow, tokens
+    from . import components, config, iotcore, lifecycle, metrics, pubsub, secrets, shadow, tokens
 
     return {
         "pubsub": pubsub.PubSubService(server),
@@ -18,6 +18,7 @@ def build_services(server: IpcServer) -> dict[str, Service]:
         "lifecycle": lifecycle.LifecycleService(server),
         "components": components.ComponentsService(server),
         "shadow": shadow.ShadowService(server),
+        "secrets": secrets.SecretService(server),
         "tokens": tokens.TokenService(server),
         "metrics": metrics.MetricsService(server),
     }

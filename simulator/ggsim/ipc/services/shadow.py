@@ -1,102 +1,40 @@
-"""Local shadows (spec §4.8), as aws.greengrass.ShadowManager serves them: an in-memory shadow store."""
+"""Local shadow operations (spec §4.8) over aws.greengrass.ShadowManager's stand-in (ggsim.aws.shadows).
+
+Parse, authorize on the shadow's topic, call the ShadowManager, serialise. The service also gives the
+ShadowManager its way to publish on local pub/sub (binary messages, as the component publishes them).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from ...aws.shadows import MAX_DOCUMENT, ShadowConflictError, ShadowError, ShadowNotFoundError, shadow_topic
 from ..errors import ConflictError, InvalidArgumentsError, ResourceNotFoundError
 from ..server import Call, IpcServer, Operation, Service
 
 SERVICE_ID = "aws.greengrass.ShadowManager"
-MAX_DOCUMENT = 8 * 1024  # IoT shadow document size limit for the state
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Shadow merge: objects merge, null deletes a key, other values replace."""
-    out = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _delta(desired: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
-    delta: dict[str, Any] = {}
-    for key, value in desired.items():
-        if isinstance(value, dict) and isinstance(reported.get(key), dict):
-            sub = _delta(value, reported[key])
-            if sub:
-                delta[key] = sub
-        elif reported.get(key) != value:
-            delta[key] = value
-    return delta
-
-
-class ShadowStore:
-    def __init__(self) -> None:
-        self.shadows: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def document(self, thing: str, name: str) -> dict[str, Any] | None:
-        shadow = self.shadows.get((thing, name))
-        if shadow is None:
-            return None
-        state: dict[str, Any] = {}
-        if shadow["desired"]:
-            state["desired"] = shadow["desired"]
-        if shadow["reported"]:
-            state["reported"] = shadow["reported"]
-        delta = _delta(shadow["desired"], shadow["reported"])
-        if delta:
-            state["delta"] = delta
-        return {"state": state, "version": shadow["version"], "timestamp": shadow["timestamp"]}
-
-    def update(self, thing: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        state = patch.get("state")
-        if not isinstance(state, dict):
-            raise InvalidArgumentsError("Invalid JSON: the shadow document must have a state object")
-        shadow = self.shadows.get((thing, name)) or {"desired": {}, "reported": {}, "version": 0, "timestamp": 0}
-        if "version" in patch and patch["version"] != shadow["version"]:
-            raise ConflictError(f"Version conflict: the shadow is at version {shadow['version']}, "
-                                f"the update names {patch['version']}")
-        for part in ("desired", "reported"):
-            value = state.get(part)
-            if part in state and value is None:
-                shadow[part] = {}
-            elif isinstance(value, dict):
-                shadow[part] = _merge(shadow[part], value)
-            elif part in state:
-                raise InvalidArgumentsError(f"state.{part} must be an object or null")
-        shadow["version"] += 1
-        shadow["timestamp"] = int(time.time())
-        self.shadows[(thing, name)] = shadow
-        accepted: dict[str, Any] = {"state": state, "version": shadow["version"], "timestamp": shadow["timestamp"]}
-        if "clientToken" in patch:
-            accepted["clientToken"] = patch["clientToken"]
-        return accepted
-
-    def delete(self, thing: str, name: str) -> bool:
-        return self.shadows.pop((thing, name), None) is not None
-
-    def names(self, thing: str) -> list[str]:
-        return sorted(n for t, n in self.shadows if t == thing and n)
-
-
-def _resource(thing: str, name: str) -> str:
-    return f"$aws/things/{thing}/shadow" + (f"/name/{name}" if name else "")
 
 
 class ShadowService(Service):
     def __init__(self, server: IpcServer) -> None:
         super().__init__(server)
-        self.store = ShadowStore()
+        self.backend.shadows.attach_local_pubsub(self._publish_local)
+
+    def _publish_local(self, topic: str, payload: bytes) -> None:
+        bus = self.server.services["pubsub"].bus  # type: ignore[attr-defined]
+        context = {"topic": topic}
+
+        def body() -> bytes:
+            return json.dumps({"binaryMessage": {"message": base64.b64encode(payload).decode(), "context": context}},
+                              separators=(",", ":")).encode()
+
+        bus.publish(topic, SERVICE_ID, body)
 
     def operations(self) -> list[Operation]:
         return [
@@ -112,20 +50,14 @@ class ShadowService(Service):
             raise InvalidArgumentsError("ThingName is required")
         name = request.get("shadowName") or ""
         self.server.authorizer.check(call.component, SERVICE_ID, f"aws.greengrass#{operation}",
-                                     _resource(thing, name))
+                                     shadow_topic(thing, name))
         return thing, name
-
-    def _missing(self, thing: str, name: str) -> ResourceNotFoundError:
-        what = f"named shadow {name}" if name else "classic shadow"
-        return ResourceNotFoundError(f"No shadow exists with name: {what} of thing {thing}",
-                                     resourceType="Shadow", resourceName=_resource(thing, name))
 
     def get(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         thing, name = self._target(call, request, "GetThingShadow")
-        document = self.store.document(thing, name)
-        if document is None:
-            raise self._missing(thing, name)
-        return {"payload": base64.b64encode(json.dumps(document).encode()).decode()}
+        with _as_ipc_errors(thing, name):
+            document = self.backend.shadows.get(thing, name)
+        return {"payload": _encode(document)}
 
     def update(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         thing, name = self._target(call, request, "UpdateThingShadow")
@@ -136,15 +68,14 @@ class ShadowService(Service):
             patch = json.loads(raw)
         except (binascii.Error, ValueError):
             raise InvalidArgumentsError("Invalid JSON: payload must be a base64 JSON shadow document") from None
-        if not isinstance(patch, dict):
-            raise InvalidArgumentsError("Invalid JSON: the shadow document must be a JSON object")
-        accepted = self.store.update(thing, name, patch)
-        return {"payload": base64.b64encode(json.dumps(accepted).encode()).decode()}
+        with _as_ipc_errors(thing, name):
+            accepted = self.backend.shadows.update(thing, name, patch)
+        return {"payload": _encode(accepted)}
 
     def delete(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
         thing, name = self._target(call, request, "DeleteThingShadow")
-        if not self.store.delete(thing, name):
-            raise self._missing(thing, name)
+        with _as_ipc_errors(thing, name):
+            self.backend.shadows.delete(thing, name)
         return {"payload": ""}
 
     def list_named(self, call: Call, request: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +86,7 @@ class ShadowService(Service):
         page_size = int(request.get("pageSize") or 25)
         if not 1 <= page_size <= 100:
             raise InvalidArgumentsError(f"pageSize must be 1..100, got {page_size}")
-        names = self.store.names(thing)
+        names = self.backend.shadows.names(thing)
         start = 0
         if request.get("nextToken"):
             try:
@@ -167,3 +98,20 @@ class ShadowService(Service):
         if start + page_size < len(names):
             response["nextToken"] = base64.b64encode(str(start + page_size).encode()).decode()
         return response
+
+
+def _encode(document: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+@contextlib.contextmanager
+def _as_ipc_errors(thing: str, name: str) -> Iterator[None]:
+    """The ShadowManager's errors as the IPC errors the real component answers with."""
+    try:
+        yield
+    except ShadowNotFoundError as exc:
+        raise ResourceNotFoundError(str(exc), resourceType="Shadow", resourceName=shadow_topic(thing, name)) from None
+    except ShadowConflictError as exc:
+        raise ConflictError(str(exc)) from None
+    except ShadowError as exc:
+        raise InvalidArgumentsError(str(exc)) from None

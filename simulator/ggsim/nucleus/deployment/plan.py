@@ -148,6 +148,7 @@ def plan_deployment(
 
     running = {name: recipe.version for name, recipe in current.items()}
     new_groups = next_group_roots(groups, doc, running)
+    builtin_roots = sorted(set(new_groups.get(doc.group, {})) & set(builtin))
     for group_name in list(new_groups):
         for name in [n for n in new_groups[group_name] if n in builtin]:
             # Real deployment documents often list the nucleus (and the CLI); ggsim is both.
@@ -192,7 +193,16 @@ def plan_deployment(
             )
         except ValueError as exc:
             raise DeploymentError(f"configuration of {name}: {exc}", FailureKind.CONFIGURATION_INVALID) from exc
-    ignored = sorted(set(doc.config_updates) - set(own_roots))
+    for name in builtin:
+        # ggsim's built-in components keep their configuration like any other (the stand-ins read it).
+        update = doc.config_updates.get(name) if name in builtin_roots else None
+        if update is not None or name in current_configurations:
+            try:
+                configurations[name] = resolve_configuration(current_configurations.get(name), {}, update, name)
+            except ValueError as exc:
+                raise DeploymentError(f"configuration of {name}: {exc}",
+                                      FailureKind.CONFIGURATION_INVALID) from exc
+    ignored = sorted(set(doc.config_updates) - set(own_roots) - set(builtin_roots))
     if ignored:
         log.warning("deployment %s: configuration updates for %s ignored: only root components of group %s "
                     "receive configuration updates", doc.deployment_id, ", ".join(ignored), doc.group)

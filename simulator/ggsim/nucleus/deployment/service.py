@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import ggsim
+from ggsim.aws.catalogue import builtin_versions
 from ggsim.nucleus.config import ConfigStore
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.store import Store, StoreError
@@ -38,8 +39,6 @@ __all__ = ["ComponentKernel", "DeploymentManager", "builtin_components"]
 
 log = logging.getLogger(__name__)
 
-NUCLEUS_COMPONENT = "aws.greengrass.Nucleus"
-CLI_COMPONENT = "aws.greengrass.Cli"  # ggsim serves the CLI's IPC operations itself
 HEALTHY_STATES = ("RUNNING", "FINISHED")
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELED")
 HISTORY_LIMIT = 50
@@ -69,7 +68,7 @@ class ComponentKernel(Protocol):
 
 def builtin_components(nucleus_version: str) -> dict[str, str]:
     """Components ggsim itself provides: a deployment that lists them gets them without a recipe."""
-    return {NUCLEUS_COMPONENT: nucleus_version, CLI_COMPONENT: nucleus_version}
+    return builtin_versions(nucleus_version)
 
 
 def _now_ms_text(seconds: float) -> str:
@@ -343,7 +342,7 @@ class DeploymentManager:
         return None
 
     def _write_configurations(self, plan: DeploymentPlan, timestamp: float) -> None:
-        for name in sorted(plan.target):
+        for name in sorted(plan.configurations):  # the target's and ggsim's built-in components'
             self._config.replace(name, plan.configurations[name], timestamp)
 
     async def _activate(self, target: dict[str, Recipe]) -> tuple[str, ErrorReport] | None:
