@@ -335,7 +335,7 @@ def test_a_model_failing_its_golden_check_and_bad_settings_fail_their_deployment
                                    str(document), "--wait", "--timeout", "120"],
                                   capture_output=True, text=True, timeout=180, env=_env())
         assert rejected.returncode == 1, rejected.stdout + rejected.stderr
-        assert "rejected the configuration" in rejected.stdout + rejected.stderr
+        assert "to-be-deployed configuration is invalid" in rejected.stdout + rejected.stderr
         assert "no-such-bundle" in rejected.stdout + rejected.stderr
         assert inference_pid(core.root) == pid
         after = time.time()
