@@ -120,6 +120,10 @@ class CaptureComponent:
         self.flow = FlowControl()
         self.flow.camera_id = config.camera_id
         self._last_timeout_event = -1e9
+        self.on_source_event: Callable[[SourceEvent], None] | None = None
+        """Hears each source event (lost, restored) on the capture thread, after it was published."""
+        self.on_tick: Callable[[], None] | None = None
+        """Called on the capture thread at every turn of :meth:`run` (cheap; for periodic reports)."""
 
     def on_result(self, message: Any) -> None:
         """A ``greenlens.result/1`` message from the results topic (any thread): flow control."""
@@ -139,7 +143,7 @@ class CaptureComponent:
     def apply(self, new: CaptureConfig) -> None:
         """Switch to ``new`` without a restart: reopen only what changed. Raises like :meth:`start`."""
         old = self.config
-        if new == old and self.source is not None:
+        if new == old and self.source is not None and self.transport is not None:
             return
         if new.source_settings() != old.source_settings() or self.source is None:
             self._close_source()
@@ -203,6 +207,8 @@ class CaptureComponent:
         last_report = time.monotonic()
         while not interrupt.is_set():
             self._publish_events()
+            if self.on_tick is not None:
+                self.on_tick()
             seq = self.counters.published + 1
             waited = self.flow.wait(seq, self.config.max_in_flight, self.config.in_flight_timeout, interrupt)
             if waited == "interrupted":
@@ -274,6 +280,8 @@ class CaptureComponent:
                           "dropped": self.counters.dropped},
             )
             self._publish(topics.EVENTS, msg)
+            if self.on_source_event is not None:
+                self.on_source_event(event)
 
     def snapshot(self) -> CaptureCounters:
         stats = self.source.stats() if self.source is not None else None
