@@ -36,6 +36,7 @@ Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted wh
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -179,6 +180,11 @@ class CaptureSettings:
 
 
 def _entries(value: Any) -> tuple[Mapping[str, Any], ...] | None:
+    if isinstance(value, str) and value.strip().startswith("["):  # the command line's --cameras
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"configuration cameras={value!r}: not JSON ({exc})") from None
     if value is None or value == "" or value == []:
         return None
     if not isinstance(value, list | tuple) or not all(isinstance(e, Mapping) for e in value):

@@ -37,7 +37,7 @@ log = logging.getLogger("greenlens.capture")
 
 _ARG_KEYS = {"source": "source", "fps": "fps", "width": "width", "height": "height", "camera_id": "cameraId",
              "transport": "transport", "ring_name": "ringName", "ring_slots": "ringSlots",
-             "source_fps": "sourceFps"}
+             "source_fps": "sourceFps", "cameras": "cameras"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--ring-name")
     ap.add_argument("--ring-slots")
     ap.add_argument("--source-fps", help="pace of files, folders and the synthetic scene")
+    ap.add_argument("--cameras", help="several cameras, as JSON: [{\"id\": \"door\", \"source\": \"0\"}, "
+                                      "{\"id\": \"yard\", \"source\": \"rtsp://...\", \"fps\": 5}]")
     ap.add_argument("--ring-dir", help="directory of the ring file (default $GREENLENS_RING_DIR or /dev/shm)")
     ap.add_argument("--max-frames", type=int, help="stop after publishing this many frames")
     add_runner_arguments(ap)
