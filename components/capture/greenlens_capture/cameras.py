@@ -40,9 +40,14 @@ class CameraWorker:
 
     def __init__(self, config: CaptureConfig, publish: Publish, *, ring_dir: str | os.PathLike[str] | None = None,
                  max_frames: int | None = None, flow_enabled: bool = False,
-                 status_interval: float = STATUS_INTERVAL_S, on_finished: Callable[[], None] | None = None) -> None:
+                 status_interval: float = STATUS_INTERVAL_S, on_finished: Callable[[], None] | None = None,
+                 publish_status: Publish | None = None) -> None:
+        """``publish`` sends the frames (in a hot loop: it need not wait for the answer); ``publish_status``
+        (default ``publish``) the camera's states and events, and waits for the answer, so that a refused
+        one is a warning here and never the frames' error."""
         self.camera_id = config.camera_id
-        self.publish = publish
+        self.publish = publish_status or publish
+        self._publish_failures = 0
         self.max_frames = max_frames
         self.status_interval = status_interval
         self.on_finished = on_finished
@@ -173,15 +178,20 @@ class CameraWorker:
         try:
             self.publish(topic, message)
         except Exception as exc:
-            log.warning("camera %s: publish to %s failed: %s", self.camera_id, topic, exc)
+            self._publish_failures += 1
+            if self._publish_failures == 1 or self._publish_failures % 100 == 0:
+                log.warning("camera %s: publish to %s failed (%d so far): %s", self.camera_id, topic,
+                            self._publish_failures, exc)
 
 
 class Cameras:
     """The workers of the configured cameras, by camera id."""
 
     def __init__(self, publish: Publish, *, ring_dir: str | os.PathLike[str] | None = None,
-                 max_frames: int | None = None, on_finished: Callable[[], None] | None = None) -> None:
+                 max_frames: int | None = None, on_finished: Callable[[], None] | None = None,
+                 publish_status: Publish | None = None) -> None:
         self.publish = publish
+        self.publish_status = publish_status
         self.on_finished = on_finished
         self.ring_dir = ring_dir
         self.max_frames = max_frames
@@ -204,7 +214,8 @@ class Cameras:
             worker = current.get(camera_id)
             if worker is None:
                 worker = CameraWorker(config, self.publish, ring_dir=self.ring_dir, max_frames=self.max_frames,
-                                      flow_enabled=self.flow_enabled, on_finished=self.on_finished)
+                                      flow_enabled=self.flow_enabled, on_finished=self.on_finished,
+                                      publish_status=self.publish_status)
                 with self._lock:
                     self.workers[camera_id] = worker
                 log.info("camera %s: %s at %g fps, %dx%d, transport %s%s", camera_id, redact_url(config.source),

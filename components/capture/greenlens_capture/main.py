@@ -109,9 +109,12 @@ class _Runner(ThreadRunner[CaptureSettings]):
             log.error("%s", exc)
 
     def run(self) -> int:
-        return self.serve(lambda: self._run(self.publish_stdout if self.ipc is None else self.publish_ipc_nowait))
+        if self.args.no_ipc:
+            return self.serve(lambda: self._run(self.publish_stdout, self.publish_stdout))
+        return self.serve(lambda: self._run(self.publish_ipc_nowait, self.publish_ipc))
 
-    def _run(self, publish: Callable[[str, dict[str, Any]], None]) -> int:
+    def _run(self, publish: Callable[[str, dict[str, Any]], None],
+             publish_status: Callable[[str, dict[str, Any]], None]) -> int:
         if self.ipc is not None:
             self.ipc.subscribe_to_configuration_update(self.request_reload)
             self.ipc.subscribe_to_validate_configuration_updates(
@@ -131,7 +134,7 @@ class _Runner(ThreadRunner[CaptureSettings]):
         if self.ipc is None and not self._sources_open(settings):
             return 2
         cameras = Cameras(publish, ring_dir=self.args.ring_dir, max_frames=self.args.max_frames,
-                          on_finished=self.wake.set)
+                          on_finished=self.wake.set, publish_status=publish_status)
         try:
             cameras.apply(settings.cameras)
             self.follow_results(cameras, settings)
