@@ -82,9 +82,13 @@ class CameraWorker:
             self._desired = config
         self._wake.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end (it finishes the frame it holds); :meth:`stop` waits for it."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
         self.thread.join(timeout)
         self.component.close()
         self._status("removed", "removed from the configuration", force=True)
@@ -210,7 +214,8 @@ class Cameras:
                 worker.stop()
                 with self._lock:
                     del self.workers[camera_id]
-        for camera_id, config in wanted.items():
+        for i, (camera_id, config) in enumerate(wanted.items()):
+            phase = i / len(wanted) if len(wanted) > 1 else None  # same-rate cameras publish in turn
             worker = current.get(camera_id)
             if worker is None:
                 worker = CameraWorker(config, self.publish, ring_dir=self.ring_dir, max_frames=self.max_frames,
@@ -221,8 +226,11 @@ class Cameras:
                 log.info("camera %s: %s at %g fps, %dx%d, transport %s%s", camera_id, redact_url(config.source),
                          config.fps, config.width, config.height, config.transport,
                          f" (ring {config.ring_name})" if config.transport == "ring" else "")
+                worker.component.phase = phase
                 worker.start()
-            elif worker.config != config:
+                continue
+            worker.component.phase = phase  # from its next tick that is off its grid (a new run, a lag)
+            if worker.config != config:
                 log.info("camera %s: configuration changed; only its reader is updated", camera_id)
                 worker.reconfigure(config)
 
@@ -250,8 +258,7 @@ class Cameras:
 
     def close(self) -> None:
         for worker in self.snapshot():
-            worker._stop.set()
-            worker._wake.set()
+            worker.request_stop()
         for worker in self.snapshot():
             worker.thread.join(10)
             worker.component.close()

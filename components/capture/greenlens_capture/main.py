@@ -26,7 +26,7 @@ from typing import Any
 
 from greenlens_common import topics
 from greenlens_common.ipc import IpcError, Subscription
-from greenlens_common.runner import NOT_COMPONENT_KEYS, ThreadRunner, add_runner_arguments, argument_parser
+from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
 
 from .cameras import Cameras
 from .component import COMPONENT
@@ -82,31 +82,19 @@ class _Runner(ThreadRunner[CaptureSettings]):
             return
         cameras.enable_flow_control()
 
-    def parse_proposed(self, configuration: dict[str, Any]) -> CaptureSettings:
-        return self.config_type().updated(self.overrides()).updated(
-            {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
-
     def validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
         """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the line that names the
         camera and the setting (the deployment then fails and nothing changes). Its own thread: the IPC
         thread must not wait for the answer's answer."""
         try:
-            settings = self.parse_proposed(configuration)
+            settings = self.proposed_config(configuration)
             accepted = True
             message = f"greenlens.Capture accepts the configuration ({len(settings.cameras)} camera(s))"
         except ConfigError as exc:
             accepted, message = False, f"greenlens.Capture: bad configuration: {exc}"
         except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
             accepted, message = False, f"greenlens.Capture: configuration cannot be checked: {exc!r}"
-        if accepted:
-            log.info("deployment %s: proposed configuration accepted", deployment_id)
-        else:
-            log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
-        assert self.ipc is not None
-        try:
-            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
-        except IpcError as exc:
-            log.error("%s", exc)
+        self.answer_validation(deployment_id, accepted, message)
 
     def run(self) -> int:
         if self.args.no_ipc:
