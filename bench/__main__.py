@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark sections, write build/bench/report.json and print a table.
 
-    python -m bench [--only ipc,deploy,model,monolith,graph,frameplane] [--out build/bench/report.json]
+    python -m bench [--only ipc,deploy,model,monolith,graph,frameplane,cameras] [--out build/bench/report.json]
 
 `model`, `monolith` and `graph` are measured side by side in one run; with both `monolith` and `graph` the report
 gets a `comparison` (GreenLens against the monolith, against the targets of design §6; reported, not asserted).
@@ -22,10 +22,10 @@ from .common import REPO
 
 
 def sections() -> dict[str, Callable[[], dict[str, Any]]]:
-    from . import deploy, frameplane, graph, ipc, model, monolith
+    from . import cameras, deploy, frameplane, graph, ipc, model, monolith
 
     return {"ipc": ipc.run, "deploy": deploy.run, "model": model.run, "monolith": monolith.run,
-            "graph": graph.run, "frameplane": frameplane.run}
+            "graph": graph.run, "frameplane": frameplane.run, "cameras": cameras.run}
 
 
 TARGETS = {"throughput_ratio_min": 1.0, "latency_p50_ratio_max": 1.25, "frameplane_1280x720_ms_max": 1.0}
@@ -185,6 +185,32 @@ def table(report: dict[str, Any]) -> None:
                       f"{deploy['create_to_all_running_s_median']} s; ggsim RSS with them "
                       f"{deploy['ggsim_rss_mb_with_components']} MB")
     perf_tables(report, console)
+    cameras_table(report, console)
+
+
+def cameras_table(report: dict[str, Any], console: Any) -> None:
+    """The cameras section: one camera at 30 frames/s beside two at 15, per camera."""
+    from rich.table import Table
+
+    section = report.get("cameras")
+    if not section:
+        return
+    t = Table(title=f"Cameras on the graph ({section['clip']}): one at 30 frames/s, two at 15 each")
+    for col in ("case", "camera", "results/s", "share", "p50 ms", "p99 ms", "skipped", "graph CPU %",
+                "graph RSS MB"):
+        t.add_column(col)
+    for key in ("one_camera_30fps", "two_cameras_15fps"):
+        case = section[key]
+        for name, cam in case["per_camera"].items():
+            lat = cam.get("latency_ms_observed") or {}
+            t.add_row(key, name, _f(cam["results_per_s"]), _f(cam["share_of_results"], ".2f"), _f(lat.get("p50")),
+                      _f(lat.get("p99")), _f(cam["skipped_by_inference"], "d"), _f(case["cpu_percent_total_graph"]),
+                      _f(case["rss_mb_total_graph"]))
+    console.print(t)
+    comp = section["comparison"]
+    console.print(f"two cameras / one: results/s ×{comp.get('results_ratio')} (target ≥ 0.95), p50 latency "
+                  f"×{comp.get('latency_p50_ratio')} (target ≤ 1.3), smallest camera share "
+                  f"{comp.get('smallest_camera_share')} (target ≥ 0.45)")
 
 
 def cpu_model() -> str | None:

@@ -9,6 +9,7 @@ before a result for a frame >= n came back, or ``inFlightTimeoutSeconds`` passed
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -120,6 +121,14 @@ class CaptureComponent:
         self.flow = FlowControl()
         self.flow.camera_id = config.camera_id
         self._last_timeout_event = -1e9
+        self.on_source_event: Callable[[SourceEvent], None] | None = None
+        """Hears each source event (lost, restored) on the capture thread, after it was published."""
+        self.on_tick: Callable[[], None] | None = None
+        """Called on the capture thread at every turn of :meth:`run` (cheap; for periodic reports)."""
+        self.phase: float | None = None
+        """With several cameras: this camera's ticks fall on a grid, ``phase`` (a fraction 0..1 of the period)
+        after the grid's, so that cameras of the same rate publish in turn, not all at once (Inference then
+        finds the model free for each); None: the ticks start when :meth:`run` starts."""
 
     def on_result(self, message: Any) -> None:
         """A ``greenlens.result/1`` message from the results topic (any thread): flow control."""
@@ -139,7 +148,7 @@ class CaptureComponent:
     def apply(self, new: CaptureConfig) -> None:
         """Switch to ``new`` without a restart: reopen only what changed. Raises like :meth:`start`."""
         old = self.config
-        if new == old and self.source is not None:
+        if new == old and self.source is not None and self.transport is not None:
             return
         if new.source_settings() != old.source_settings() or self.source is None:
             self._close_source()
@@ -199,10 +208,12 @@ class CaptureComponent:
         """Publish frames until ``interrupt`` is set (or ``max_frames`` were published)."""
         assert self.source is not None and self.transport is not None, "start() first"
         period = 1.0 / self.config.fps
-        next_due = time.monotonic()
+        next_due = self._on_grid(time.monotonic(), period)
         last_report = time.monotonic()
         while not interrupt.is_set():
             self._publish_events()
+            if self.on_tick is not None:
+                self.on_tick()
             seq = self.counters.published + 1
             waited = self.flow.wait(seq, self.config.max_in_flight, self.config.in_flight_timeout, interrupt)
             if waited == "interrupted":
@@ -228,10 +239,17 @@ class CaptureComponent:
                 last_report = now
             next_due += period
             if next_due < now - period:
-                next_due = now  # fell behind (a slow publish): no burst to catch up
+                next_due = self._on_grid(now, period)  # fell behind (a slow publish): no burst to catch up
             elif next_due > now and interrupt.wait(next_due - now):
                 break
         self._publish_events()
+
+    def _on_grid(self, now: float, period: float) -> float:
+        """The first tick at or after ``now``: ``now`` itself, or the next tick of this camera's phase grid."""
+        if self.phase is None:
+            return now
+        offset = self.phase * period
+        return offset + math.ceil((now - offset) / period) * period
 
     def _flow_timeout(self, seq: int) -> None:
         """No result within inFlightTimeoutSeconds: counted, logged and (at most every 30 s) an event."""
@@ -274,6 +292,8 @@ class CaptureComponent:
                           "dropped": self.counters.dropped},
             )
             self._publish(topics.EVENTS, msg)
+            if self.on_source_event is not None:
+                self.on_source_event(event)
 
     def snapshot(self) -> CaptureCounters:
         stats = self.source.stats() if self.source is not None else None

@@ -25,6 +25,10 @@ maxFramesInFlight      2                    flow control: frame n+k is not publi
                                             >= n came back on greenlens/results (k = this; 0 = off)
 inFlightTimeoutSeconds 1                    flow control: publish anyway after waiting this long for a result
                                             (counted; no result at all: published at ``fps`` until one comes)
+cameras                (none)               several cameras: a list of objects, each with ``id`` (its camera id)
+                                            and any of the keys above but ``cameraId`` (the keys above are their
+                                            defaults); each camera's ring is ``<ringName>-<id>`` unless it names
+                                            its own. None or an empty list: one camera, the keys above.
 =====================  ===================  =====================================================================
 
 Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted when they mean the same.
@@ -32,12 +36,17 @@ Numbers may arrive as floats (1 -> 1.0) or numeric strings; both are accepted wh
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from greenlens_common.config import ConfigError, KeyTable, integer, optional, real, text
+
+from .sources import STREAM_SCHEMES
 
 log = logging.getLogger("greenlens.capture.config")
 
@@ -71,6 +80,41 @@ class CaptureConfig:
         return _KEYS.updated(self, mapping)
 
 
+CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A camera id: it names the camera's ring, its MJPEG URL and its metrics label."""
+
+
+def _camera_id(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not CAMERA_ID.match(value):
+        raise ConfigError(f"configuration {key}={value!r}: expected a camera id of letters, digits, '_', '.' "
+                          "and '-' (at most 64, starting with a letter or digit), e.g. 'front-door'")
+    return value
+
+
+def _source(key: str, value: Any) -> str:
+    """A source string that can name something: a camera that is absent is a run-time condition (retried),
+    a string that cannot name any source is refused here."""
+    spec = _text(key, value)
+    expected = (f"expected a camera index, /dev/video path, {'/'.join(s + '://' for s in STREAM_SCHEMES)} URL, "
+                "video file, image folder, 'synthetic' or 'synthetic:live'")
+    if spec.startswith("synthetic") and spec not in ("synthetic", "synthetic:live"):
+        raise ConfigError(f"configuration {key}={value!r}: {expected}")
+    if spec.lstrip("-").isdigit() and spec.startswith("-"):
+        raise ConfigError(f"configuration {key}={value!r}: a camera index is >= 0; {expected}")
+    if "://" in spec:
+        parts = urlsplit(spec)
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            if not parts.path:
+                raise ConfigError(f"configuration {key}={value!r}: a file:// URL names a path; {expected}")
+        elif scheme not in STREAM_SCHEMES:
+            raise ConfigError(f"configuration {key}={value!r}: the scheme {scheme or '(none)'!r} is not "
+                              f"supported; {expected}")
+        elif not parts.hostname:
+            raise ConfigError(f"configuration {key}={value!r}: the URL names no host; {expected}")
+    return spec
+
+
 def _text(key: str, value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and key == "source":
         value = str(int(value)) if float(value).is_integer() else str(value)  # camera index 0 -> "0"
@@ -91,11 +135,11 @@ def _ring_name(key: str, value: Any) -> str:
 
 
 _KEYS = KeyTable(log, {
-    "source": ("source", _text),
+    "source": ("source", _source),
     "fps": ("fps", real(0.0)),
     "width": ("width", integer(16, 7680)),
     "height": ("height", integer(16, 4320)),
-    "cameraId": ("camera_id", _text),
+    "cameraId": ("camera_id", _camera_id),
     "transport": ("transport", _transport),
     "ringName": ("ring_name", _ring_name),
     "ringSlots": ("ring_slots", integer(2, 64)),
@@ -109,3 +153,76 @@ _KEYS = KeyTable(log, {
     "inFlightTimeoutSeconds": ("in_flight_timeout", real(0.0)),
 })
 CONFIG_KEYS = _KEYS.names
+
+CAMERA_KEYS = frozenset(CONFIG_KEYS) - {"cameraId"} | {"id"}
+"""The keys of one entry of ``cameras``."""
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """The whole component configuration: the single-camera keys (``base``) and the ``cameras`` list.
+
+    :attr:`cameras` is what runs: one :class:`CaptureConfig` per camera, in the list's order; the list's
+    entries are checked whenever it is updated (ConfigError names the camera, the key and the value)."""
+
+    base: CaptureConfig = CaptureConfig()
+    entries: tuple[Mapping[str, Any], ...] | None = None
+    cameras: tuple[CaptureConfig, ...] = (CaptureConfig(),)
+
+    def updated(self, mapping: Mapping[str, Any]) -> CaptureSettings:
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"configuration is a {type(mapping).__name__}, expected an object of keys")
+        base = self.base.updated({k: v for k, v in mapping.items() if k != "cameras"})
+        entries = self.entries
+        if "cameras" in mapping:
+            entries = _entries(mapping["cameras"])
+        return CaptureSettings(base, entries, _cameras(base, entries))
+
+
+def _entries(value: Any) -> tuple[Mapping[str, Any], ...] | None:
+    if isinstance(value, str) and value.strip().startswith("["):  # the command line's --cameras
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"configuration cameras={value!r}: not JSON ({exc})") from None
+    if value is None or value == "" or value == []:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(e, Mapping) for e in value):
+        raise ConfigError(f"configuration cameras={value!r}: expected a list of objects, each with an 'id' "
+                          "and the camera's settings, e.g. [{\"id\": \"door\", \"source\": \"0\"}]")
+    return tuple(dict(e) for e in value)
+
+
+def _cameras(base: CaptureConfig, entries: tuple[Mapping[str, Any], ...] | None) -> tuple[CaptureConfig, ...]:
+    if entries is None:
+        return (base,)
+    cameras: list[CaptureConfig] = []
+    seen: dict[str, int] = {}
+    rings: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        where = f"cameras[{i}]"
+        if "id" not in entry:
+            raise ConfigError(f"configuration {where}: no 'id': each camera needs an id, e.g. 'front-door'")
+        camera_id = _camera_id(f"{where}.id", entry["id"])
+        where = f"camera {camera_id!r} ({where})"
+        unknown = sorted(set(entry) - CAMERA_KEYS)
+        if unknown:
+            raise ConfigError(f"configuration {where}: unknown setting {unknown[0]!r} (a camera takes: "
+                              f"{', '.join(sorted(CAMERA_KEYS))})")
+        if camera_id in seen:
+            raise ConfigError(f"configuration {where}: duplicate camera id {camera_id!r} (also cameras[{seen[camera_id]}])"
+                              "; each camera needs its own id")
+        seen[camera_id] = i
+        settings = {k: v for k, v in entry.items() if k != "id"}
+        settings.setdefault("ringName", f"{base.ring_name}-{camera_id}")
+        try:
+            config = _KEYS.updated(base, {**settings, "cameraId": camera_id})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if config.transport == "ring":
+            if config.ring_name in rings:
+                raise ConfigError(f"configuration {where}: ringName {config.ring_name!r} is also camera "
+                                  f"{rings[config.ring_name]!r}'s ring; each camera needs its own ring")
+            rings[config.ring_name] = camera_id
+        cameras.append(config)
+    return tuple(cameras)

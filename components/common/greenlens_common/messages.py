@@ -27,7 +27,12 @@ from jsonschema import Draft202012Validator
 FRAME = "greenlens.frame"
 RESULT = "greenlens.result"
 EVENT = "greenlens.event"
+CAMERA = "greenlens.camera"
 MAJOR = 1
+CAMERA_STATES = ("connected", "reconnecting", "missing", "removed")
+"""A camera's states in greenlens.camera/1: frames flow; its source was lost and is being reopened; it
+cannot be opened (never was, or not since its configuration changed) and is retried; it left the
+configuration (its last message)."""
 
 _SCHEMA_ID = re.compile(r"^(?P<name>[a-z][a-z0-9_.-]*)/(?P<major>[0-9]+)(\.[0-9]+)?$")
 
@@ -119,6 +124,13 @@ RESULT_SCHEMA: dict[str, Any] = {
             },
         },
         "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+        "skipped": {**_NONNEG_INT, "description": "frame descriptors of this result's camera "
+                                                  "(source) that Inference never processed, so far (a newer "
+                                                  "frame of the same camera came first)"},
+        "overwritten": {**_NONNEG_INT, "description": "frames of any camera whose ring slot was reused before "
+                                                      "Inference read them, so far"},
+        "capture_dropped": {**_NONNEG_INT, "description": "the frame descriptor's dropped (frames the camera "
+                                                          "produced that Capture never published)"},
     },
 }
 
@@ -138,7 +150,34 @@ EVENT_SCHEMA: dict[str, Any] = {
     },
 }
 
-SCHEMAS: dict[str, dict[str, Any]] = {FRAME: FRAME_SCHEMA, RESULT: RESULT_SCHEMA, EVENT: EVENT_SCHEMA}
+CAMERA_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "greenlens.camera/1",
+    "title": "One camera's state, published by greenlens.Capture on greenlens/cameras at every change and "
+             "every few seconds (a consumer that starts later learns every camera's state)",
+    "type": "object",
+    "required": ["schema", "camera", "state", "at", "detail"],
+    "properties": {
+        "schema": _schema_field(CAMERA),
+        "camera": {"type": "string", "minLength": 1, "description": "the camera id: the 'source' field of its "
+                                                                    "frame descriptors and results"},
+        "state": {"enum": list(CAMERA_STATES)},
+        "at": {"type": "number", "minimum": 0, "description": "epoch seconds"},
+        "since": {"type": "number", "minimum": 0, "description": "epoch seconds: when this state began"},
+        "detail": {"type": "string", "description": "the reason (why it is missing or reconnecting), or what "
+                                                    "it reads"},
+        "source": {"type": "string", "description": "what the camera reads (URL credentials redacted)"},
+        "ring": {"type": ["string", "null"], "description": "its ring's name (null: inline transport)"},
+        "fps": {"type": "number", "minimum": 0},
+        "width": _POS_INT,
+        "height": _POS_INT,
+        "counters": {"type": "object", "additionalProperties": {"type": "number"},
+                     "description": "published, dropped, outages, reconnects, open_failures so far"},
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {FRAME: FRAME_SCHEMA, RESULT: RESULT_SCHEMA, EVENT: EVENT_SCHEMA,
+                                      CAMERA: CAMERA_SCHEMA}
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
 # Every frame and result is checked on the hot path: a compiled validator (about 6 µs a message instead of
 # 75) says whether a message is valid; only a message it refuses goes through jsonschema, for the error that
@@ -262,6 +301,31 @@ def event_message(
     }
     if counters is not None:
         msg["counters"] = dict(counters)
+    validate(msg)
+    return msg
+
+
+def camera_message(
+    *, camera: str, state: str, detail: str, source: str | None = None, ring: str | None = None,
+    fps: float | None = None, width: int | None = None, height: int | None = None,
+    counters: Mapping[str, float] | None = None, since: float | None = None, at: float | None = None,
+) -> dict[str, Any]:
+    """A ``greenlens.camera/1`` message (validated)."""
+    msg: dict[str, Any] = {
+        "schema": f"{CAMERA}/{MAJOR}", "camera": camera, "state": state,
+        "at": time.time() if at is None else float(at), "detail": detail,
+    }
+    if since is not None:
+        msg["since"] = float(since)
+    if source is not None:
+        msg["source"] = source
+    msg["ring"] = ring
+    if fps is not None:
+        msg["fps"] = float(fps)
+    if width is not None and height is not None:
+        msg["width"], msg["height"] = int(width), int(height)
+    if counters is not None:
+        msg["counters"] = {k: float(v) for k, v in counters.items()}
     validate(msg)
     return msg
 

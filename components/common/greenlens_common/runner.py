@@ -128,6 +128,25 @@ class Runner(Generic[C]):
             self.log.error("configuration update refused, keeping the previous one: %s", exc)
             return None
 
+    def proposed_config(self, configuration: Mapping[str, Any]) -> C:
+        """The configuration a deployment proposes (SubscribeToValidateConfigurationUpdates), made as
+        :meth:`load_config` would make it; ConfigError when a value is bad."""
+        base: C = self.config_type().updated(self.overrides())
+        return base.updated({k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
+
+    def answer_validation(self, deployment_id: str, accepted: bool, message: str) -> None:
+        """Log and send the answer to a deployment's proposed configuration (REJECTED: the deployment fails
+        with ``message`` and nothing changes)."""
+        if accepted:
+            self.log.info("deployment %s: proposed configuration accepted", deployment_id)
+        else:
+            self.log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
+        assert self.ipc is not None
+        try:
+            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
+        except IpcError as exc:
+            self.log.error("%s", exc)
+
     def report(self, state: str) -> None:
         if self.ipc is not None:
             try:

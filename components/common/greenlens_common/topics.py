@@ -8,3 +8,7 @@ RESULTS = "greenlens/results"
 
 EVENTS = "greenlens/events"
 """greenlens.event/1 messages (a lost camera, a recovery, an error), published by any component."""
+
+CAMERAS = "greenlens/cameras"
+"""greenlens.camera/1 messages (each camera's state: connected, reconnecting, missing, removed), published by
+greenlens.Capture."""

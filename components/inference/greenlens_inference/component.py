@@ -348,8 +348,9 @@ class InferenceComponent:
         if engine is None:
             return None
         if ready.prepared.bundle is not engine.bundle:
-            self.latest.skip()  # prepared for the model before a new one was loaded: the next frame is the
-            return None         # new model's first
+            # Prepared for the model before a new one was loaded: the next frame is the new model's first.
+            self.latest.skip(ready.item.source)
+            return None
         try:
             return engine, engine.invoke(ready.prepared)
         except Exception as exc:  # one bad frame never stops the component
@@ -389,7 +390,7 @@ class InferenceComponent:
     def _publish(self, message: dict[str, Any], overwritten: int) -> Exception | None:
         """Publish a result, the counters and the capture-to-result latency filled in now; the error if it
         could not be published."""
-        message["skipped"] = self.latest.skipped
+        message["skipped"] = self.latest.skipped_of(str(message["source"]))  # this camera's
         message["overwritten"] = overwritten
         timings = message["timings_ms"]
         timings["total"] = round(sum(timings.get(k, 0.0) for k in
@@ -433,3 +434,7 @@ class InferenceComponent:
         log.info("received %d frames, %d results, skipped %d, overwritten %d, unreadable %d, rejected %d, "
                  "errors %d, publish errors %d", c.received, c.results, c.skipped, c.overwritten, c.unreadable,
                  c.rejected, c.errors, c.publish_errors)
+        cameras = self.latest.by_camera()
+        if len(cameras) > 1:
+            log.info("per camera (received / inferred / skipped): %s", ", ".join(
+                f"{s} {n['offered']}/{n['taken']}/{n['skipped']}" for s, n in cameras.items()))

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenlens_common.ipc import IpcError, Subscription
-from greenlens_common.runner import NOT_COMPONENT_KEYS, ThreadRunner, add_runner_arguments, argument_parser
+from greenlens_common.ipc import Subscription
+from greenlens_common.runner import ThreadRunner, add_runner_arguments, argument_parser
 
 from .bundle import BundleError
 from .component import COMPONENT, InferenceComponent
@@ -108,9 +108,7 @@ class _Runner(ThreadRunner[InferenceConfig]):
         (the deployment then fails and nothing changes). Runs on its own thread: loading a model and its
         golden check take a while, and the IPC thread must not wait."""
         try:
-            config = self.config_type().updated(self.overrides()).updated(
-                {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
-            component.validate(config)
+            component.validate(self.proposed_config(configuration))
             accepted, message = True, "greenlens.Inference accepts the configuration"
         except BundleError as exc:
             accepted, message = False, f"greenlens.Inference: model refused: {exc}"
@@ -118,15 +116,7 @@ class _Runner(ThreadRunner[InferenceConfig]):
             accepted, message = False, f"greenlens.Inference: bad configuration: {exc}"
         except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
             accepted, message = False, f"greenlens.Inference: configuration cannot be checked: {exc!r}"
-        if accepted:
-            log.info("deployment %s: proposed configuration accepted", deployment_id)
-        else:
-            log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
-        assert self.ipc is not None
-        try:
-            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
-        except IpcError as exc:
-            log.error("%s", exc)
+        self.answer_validation(deployment_id, accepted, message)
 
     # -- running
 
