@@ -415,7 +415,7 @@ class ComponentService:
             return None
         if step.skipif:
             try:
-                skip = should_skip(step.skipif)
+                skip = should_skip(step.skipif, root=self.host.runner.layout.root)
             except SkipifError as exc:
                 raise _CannotRun("service-invalid-skipif", str(exc)) from exc
             if skip:
