@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devsupport.roots import component_root, python_component_user
+
 GGSIM = [sys.executable, "-m", "ggsim.cli"]
 
 ECHO = textwrap.dedent("""\
@@ -59,7 +61,8 @@ class Ggsim:
     def up(self, *args: str) -> None:
         info = self.root / "cli_ipc_info" / "ggsim.json"
         info.unlink(missing_ok=True)
-        self.proc = subprocess.Popen([*GGSIM, "--root", str(self.root), "up", *args], text=True,
+        self.proc = subprocess.Popen([*GGSIM, "--root", str(self.root), "up", "--component-default-user",
+                                      python_component_user(), *args], text=True,
                                      stderr=open(self.root.parent / "ggsim-up.log", "a"))
         deadline = time.monotonic() + 30
         while not info.exists():  # the core writes this file once it serves IPC
@@ -74,13 +77,15 @@ class Ggsim:
 
 
 @pytest.fixture
-def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    g = Ggsim(tmp_path / "root")
-    g.root.mkdir()
-    g.up("--thing-name", "cam-7")
-    yield g
-    if g.proc and g.proc.poll() is None:
-        assert g.down() == 0
+def ggsim() -> Iterator[Ggsim]:
+    # a root the component user can reach; the echo component runs this Python (devsupport.roots)
+    with component_root("root") as root:
+        g = Ggsim(root)
+        g.root.mkdir()
+        g.up("--thing-name", "cam-7")
+        yield g
+        if g.proc and g.proc.poll() is None:
+            assert g.down() == 0
 
 
 def write_recipes(folder: Path, *docs: dict) -> Path:
@@ -101,7 +106,7 @@ def echo_recipe(tmp_path: Path) -> dict:
 
 
 def test_deploy_watch_and_talk_to_a_component(ggsim: Ggsim, tmp_path: Path) -> None:
-    recipes = write_recipes(tmp_path / "recipes", echo_recipe(tmp_path))
+    recipes = write_recipes(tmp_path / "recipes", echo_recipe(ggsim.root.parent))  # readable by the component
     created = ggsim.json("deployment", "create", "--recipeDir", str(recipes), "--merge", "test.Echo=1.0.0",
                          "--wait")
     assert created["status"] == "SUCCEEDED"
@@ -161,7 +166,9 @@ def test_not_running_is_exit_code_3(tmp_path: Path) -> None:
 
 
 def test_a_restarted_core_brings_its_components_back(ggsim: Ggsim, tmp_path: Path) -> None:
-    marker = tmp_path / "starts.txt"
+    marker = ggsim.root.parent / "starts.txt"  # the component user writes it
+    marker.touch(mode=0o666)
+    marker.chmod(0o666)
     counting = recipe("test.Counting", "1.0.0", {"Run": f"echo start >> {marker}; exec sleep 600"},
                       {"greeting": "hello"})
     recipes = write_recipes(tmp_path / "recipes", counting)

@@ -26,6 +26,7 @@ import click
 from . import NUCLEUS_VERSION, __version__
 from .client import CliClient, NotRunningError, remove_cli_info, write_cli_info
 from .nucleus.layout import RootLayout
+from .nucleus.run_as import RunAsError
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -171,27 +172,34 @@ def read_document(path: str) -> dict[str, Any]:
 @click.option("--thing-name", default="ggsim-core", show_default=True, envvar="AWS_IOT_THING_NAME")
 @click.option("--region", default="us-east-1", show_default=True, envvar="AWS_REGION")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's own debug lines to stderr.")
+@click.option("--component-default-user", metavar="USER[:GROUP]", envvar="GGSIM_COMPONENT_DEFAULT_USER",
+              help="When ggsim runs as root: who steps without RequiresPrivilege run as (the installer's "
+                   "--component-default-user; default ggc_user:ggc_group, created when missing). The nucleus's "
+                   "runWithDefault.posixUser, set by a deployment, wins over it.")
 @click.pass_obj
 def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, verbose: bool,
-       document: str | None, **deploy: Any) -> None:
+       document: str | None, component_default_user: str | None, **deploy: Any) -> None:
     """Start the simulated core in the foreground (Ctrl-C stops it), optionally with a deployment."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     request = read_document(document) if document else build_request(**deploy)
     try:
-        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request))
+        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request, component_default_user))
     except KeyboardInterrupt:
         code = 0
+    except RunAsError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 
 async def _up(root: Path, mqtt_broker: str | None, thing_name: str, region: str,
-              request: dict[str, Any]) -> int:
+              request: dict[str, Any], component_user: str | None = None) -> int:
     from .core import Core  # only `up` runs the simulator; the other commands are IPC clients
     from .ipc.auth import CLI_IDENTITY
 
     root.mkdir(parents=True, exist_ok=True)
-    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker)
+    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker, component_user=component_user)
+    core.check_component_user()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

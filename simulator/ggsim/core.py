@@ -33,10 +33,12 @@ from .ipc.backend import IpcBackend
 from .ipc.server import IpcServer
 from .nucleus.config import ConfigStore
 from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
+from .nucleus.deployment.service import NUCLEUS_COMPONENT
 from .nucleus.kernel import Kernel
 from .nucleus.layout import RootLayout
 from .nucleus.platform import detect_platform
 from .nucleus.process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
+from .nucleus.run_as import DEFAULT_POSIX_USER, RunAsPolicy, check_traversable, ensure_default_user, resolve
 from .nucleus.store import Store
 
 __all__ = ["Core"]
@@ -59,6 +61,7 @@ class Core:
         platform: Mapping[str, str] | None = None,
         root_ca_path: str = "",
         ipc: bool = True,
+        component_user: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.thing_name = thing_name
@@ -70,9 +73,11 @@ class Core:
         self.config = ConfigStore(self.layout.effective_config)
         self.tokens = TokenRegistry()
         self.logs = GreengrassLogs(self.layout.logs_dir)
+        #: who steps run as when ggsim is root: the nucleus's runWithDefault.posixUser, else this default
+        self.run_as = RunAsPolicy(component_user or DEFAULT_POSIX_USER, configured=self._configured_user)
         self.runner = ProcessRunner(
             layout=self.layout, thing_name=thing_name, region=region,
-            tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
+            tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace, run_as=self.run_as,
         )
         self.kernel = Kernel(
             root=self.root, thing_name=thing_name, config=self.config, logs=self.logs, runner=self.runner,
@@ -102,6 +107,7 @@ class Core:
                          {"root": self.root, "thingName": self.thing_name, "version": NUCLEUS_VERSION})
         self._started = True
         try:
+            self._prepare_component_user()
             await self.iotcore.start()
             self._running.add("iotcore")
             if self.ipc_server is not None:
@@ -112,6 +118,33 @@ class Core:
         except BaseException:
             await self.stop()
             raise
+
+    def _configured_user(self) -> str | None:
+        """The nucleus's ``runWithDefault.posixUser`` (a deployment may set it), None when unset."""
+        try:
+            value = self.config.get(NUCLEUS_COMPONENT, ["runWithDefault", "posixUser"])
+        except KeyError:
+            return None
+        return str(value) if value not in (None, "") else None
+
+    def _prepare_component_user(self) -> None:
+        """As root: create the default component user when missing, as the installer does."""
+        if not self.run_as.switches_user:
+            return
+        spec = self.run_as.spec("")
+        if ensure_default_user(spec):
+            self.logs.kernel("INFO", KERNEL_LOGGER, "system-create-user",
+                             "created the default component user as the installer does", {"posixUser": spec})
+
+    def check_component_user(self) -> None:
+        """`RunAsError` when, ggsim being root, the component user is unknown or cannot reach the root's work
+        folder (naming the folder); ``ggsim up`` refuses to start then. A step that would run so fails too."""
+        if not self.run_as.switches_user:
+            return
+        self._prepare_component_user()
+        who = resolve(self.run_as.spec(""))
+        if not who.is_current():
+            check_traversable(self.layout.work_dir, who, what="the Greengrass root's work folder")
 
     async def stop(self) -> None:
         """Stop the deployments, every component (dependers first), the IPC server and IoT Core."""

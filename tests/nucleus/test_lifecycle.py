@@ -16,6 +16,8 @@ import yaml
 from ggsim.nucleus.kernel import Kernel
 from ggsim.nucleus.recipe import Recipe
 
+from devsupport.roots import python_component_user
+
 T = 20.0  # generous per-wait timeout: waits end on state events, never on time
 
 
@@ -78,13 +80,14 @@ def test_run_exit_zero_finishes_and_empty_lifecycle_finishes(
 
 
 def test_killed_component_is_restarted_and_broken_at_the_third_error(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
     recipe = make_recipe("com.example.Crashy", lifecycle={
-        "Install": "echo install >> ../installs.txt",
+        "Install": f"echo install >> {outbox}/installs.txt",
         "Run": "exec sleep 60",
-        "Recover": "echo recover >> ../recovers.txt",
-        "Shutdown": "echo shutdown >> ../shutdowns.txt",
+        "Recover": f"echo recover >> {outbox}/recovers.txt",
+        "Shutdown": f"echo shutdown >> {outbox}/shutdowns.txt",
     })
 
     async def scenario() -> None:
@@ -108,17 +111,17 @@ def test_killed_component_is_restarted_and_broken_at_the_third_error(
             await kernel.wait_healthy(["com.example.Crashy"], T)
             assert kernel.component_pids("com.example.Crashy") == []
             # Recover ran after the first two errors, not at the third; Install ran once (restarts don't reinstall)
-            assert lines(kernel.root / "work" / "recovers.txt") == ["recover", "recover"]
+            assert lines(outbox / "recovers.txt") == ["recover", "recover"]
             # Shutdown ran at each of the three stops, BROKEN's included
-            assert lines(kernel.root / "work" / "shutdowns.txt") == ["shutdown"] * 3
-            assert lines(kernel.root / "work" / "installs.txt") == ["install"]
+            assert lines(outbox / "shutdowns.txt") == ["shutdown"] * 3
+            assert lines(outbox / "installs.txt") == ["install"]
             # a restart request does not revive a BROKEN component; a deployment that includes it does
             assert kernel.restart_component("com.example.Crashy")
             assert await kernel.wait_healthy(["com.example.Crashy"], T) == {"com.example.Crashy": "BROKEN"}
             await kernel.apply({"com.example.Crashy": recipe})
             since = len(kernel.history("com.example.Crashy"))
             await kernel.wait_for_state("com.example.Crashy", "RUNNING", T, since=since)
-            assert lines(kernel.root / "work" / "installs.txt") == ["install", "install"]
+            assert lines(outbox / "installs.txt") == ["install", "install"]
 
     run_async(scenario())
 
@@ -189,7 +192,7 @@ def test_startup_reports_running_over_real_ipc(
     recipe = make_recipe("ipc.Ready", lifecycle={"Startup": f"{sys.executable} -c \"{script}\""})
 
     async def scenario() -> None:
-        async with running_kernel() as kernel:
+        async with running_kernel(component_user=python_component_user()) as kernel:
             await kernel.apply({"ipc.Ready": recipe})
             assert await kernel.wait_healthy(["ipc.Ready"], T) == {"ipc.Ready": "RUNNING"}
             assert kernel.history("ipc.Ready") == ["NEW", "INSTALLED", "STARTING", "RUNNING"]
@@ -306,15 +309,16 @@ def test_restarting_a_hard_dependency_restarts_the_dependent(
 
 
 def test_apply_restarts_reinstalls_or_leaves_alone(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
     def version(v: str, run: str = "exec sleep 60", interval: str = "1") -> Recipe:
         return make_recipe("app", v, defaults={"interval": interval},
-                           lifecycle={"Install": "echo install >> ../app-installs.txt", "Run": run})
+                           lifecycle={"Install": f"echo install >> {outbox}/app-installs.txt", "Run": run})
 
     async def scenario() -> None:
         async with running_kernel() as kernel:
-            installs = kernel.root / "work" / "app-installs.txt"
+            installs = outbox / "app-installs.txt"
             kernel.config.merge("app", {"interval": "1"}, timestamp=1)
             await kernel.apply({"app": version("1.0.0")})
             await kernel.wait_healthy(["app"], T)
@@ -360,12 +364,13 @@ def test_configuration_variables_are_baked_into_the_lifecycle(
 
 
 def test_removed_component_is_stopped_and_uninstalled(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
     recipe = make_recipe("gone", "2.0.0", lifecycle={
         "Run": "exec sleep 60",
-        "Shutdown": "echo shutdown >> ../gone.txt",
-        "Uninstall": "echo uninstall $GREENGRASS_COMPONENT_VERSION >> ../gone.txt",
+        "Shutdown": f"echo shutdown >> {outbox}/gone.txt",
+        "Uninstall": f"echo uninstall $GREENGRASS_COMPONENT_VERSION >> {outbox}/gone.txt",
     })
 
     async def scenario() -> None:
@@ -377,7 +382,7 @@ def test_removed_component_is_stopped_and_uninstalled(
             assert kernel.components() == []
             assert kernel.component_details("gone") is None
             assert kernel.history("gone")[-2:] == ["STOPPING", "FINISHED"]
-            assert lines(kernel.root / "work" / "gone.txt") == ["shutdown", "uninstall 2.0.0"]
+            assert lines(outbox / "gone.txt") == ["shutdown", "uninstall 2.0.0"]
             try:
                 os.kill(pid, 0)
                 alive = True
@@ -410,9 +415,10 @@ def test_stop_and_restart_component(
 
 
 def test_kernel_stop_stops_dependers_first(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
-    shutdown = "echo {name} >> ../order.txt"
+    shutdown = f"echo {{name}} >> {outbox}/order.txt"
     base = make_recipe("base", lifecycle={"Run": "exec sleep 60", "Shutdown": shutdown.format(name="base")})
     mid = make_recipe("mid", lifecycle={"Run": "exec sleep 60", "Shutdown": shutdown.format(name="mid")},
                       deps={"base": "^1.0.0"})
@@ -423,7 +429,7 @@ def test_kernel_stop_stops_dependers_first(
         async with running_kernel() as kernel:
             await kernel.apply({"top": top, "mid": mid, "base": base})
             assert set((await kernel.wait_healthy(["base", "mid", "top"], T)).values()) == {"RUNNING"}
-            order = kernel.root / "work" / "order.txt"
+            order = outbox / "order.txt"
         return order
 
     order = run_async(scenario())
@@ -431,11 +437,12 @@ def test_kernel_stop_stops_dependers_first(
 
 
 def test_bootstrap_runs_before_install_on_first_deployment(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
     recipe = make_recipe("boot", lifecycle={
-        "Bootstrap": "echo bootstrap >> ../boot.txt; exit 100",
-        "Install": "echo install >> ../boot.txt",
+        "Bootstrap": f"echo bootstrap >> {outbox}/boot.txt; exit 100",
+        "Install": f"echo install >> {outbox}/boot.txt",
         "Run": "exec sleep 60",
     })
 
@@ -443,13 +450,13 @@ def test_bootstrap_runs_before_install_on_first_deployment(
         async with running_kernel() as kernel:
             await kernel.apply({"boot": recipe})
             assert await kernel.wait_healthy(["boot"], T) == {"boot": "RUNNING"}
-            assert lines(kernel.root / "work" / "boot.txt") == ["bootstrap", "install"]
+            assert lines(outbox / "boot.txt") == ["bootstrap", "install"]
             assert "a device would restart the nucleus" in (kernel.root / "logs" / "boot.log").read_text()
         # ggsim restarted with the same deployment: Install runs again (every launch), Bootstrap does not
         async with running_kernel() as kernel:
             await kernel.apply({"boot": recipe})
             assert await kernel.wait_healthy(["boot"], T) == {"boot": "RUNNING"}
-            assert lines(kernel.root / "work" / "boot.txt") == ["bootstrap", "install", "install"]
+            assert lines(outbox / "boot.txt") == ["bootstrap", "install", "install"]
 
     run_async(scenario())
 
@@ -517,7 +524,8 @@ def test_component_environment_and_setenv_through_the_kernel(
     })
 
     async def scenario() -> None:
-        async with running_kernel(thing_name="thing-9", region="eu-central-1") as kernel:
+        async with running_kernel(thing_name="thing-9", region="eu-central-1",
+                                  component_user=python_component_user()) as kernel:
             await kernel.apply({"env.Dump": recipe})
             await kernel.wait_for_state("env.Dump", "FINISHED", T)
             env = json.loads((work(kernel, "env.Dump") / "env.json").read_text())
@@ -561,10 +569,11 @@ def test_pause_and_resume_freeze_and_thaw_the_processes(
 
 def test_a_daemon_forked_by_startup_is_stopped_with_the_component(
     running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
-    tmp_path: Path,
+    outbox: Path,
 ) -> None:
-    fifo = tmp_path / "daemon.fifo"
+    fifo = outbox / "daemon.fifo"
     os.mkfifo(fifo)
+    fifo.chmod(0o666)  # the component user writes the daemon's pid into it
     recipe = make_recipe("forking", lifecycle={"Startup": f"sleep 60 & echo $! > {fifo}; exit 0"})
 
     async def scenario() -> int:
