@@ -137,12 +137,14 @@ def test_a_component_cannot_read_the_cli_file_nor_another_users_secrets(tmp_path
 
 
 def test_ggsim_up_refuses_a_root_the_component_user_cannot_reach(tmp_path: Path) -> None:
-    # pytest's tmp_path lies under /tmp/pytest-of-root, mode 0700
-    root = tmp_path / "root"
-    result = subprocess.run([*GGSIM, "--root", str(root), "up"], capture_output=True, text=True, timeout=60)
+    # a folder only its owner may enter (as pytest's own /tmp/pytest-of-root is, or /root)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    result = subprocess.run([*GGSIM, "--root", str(private / "root"), "up"], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 1
-    blocked = next(p for p in [*reversed(tmp_path.parents), tmp_path] if not p.stat().st_mode & 0o001)
-    assert f"cannot enter {blocked}" in result.stderr and "ggc_user:ggc_group" in result.stderr
+    assert f"cannot enter {private} (mode drwx------" in result.stderr and "ggc_user:ggc_group" in result.stderr
 
 
 def test_ggsim_up_names_an_unknown_component_user(tmp_path: Path) -> None:
