@@ -25,3 +25,10 @@ def tmp_path(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             if folder == top:
                 break
     return tmp_path
+
+
+def pytest_report_header() -> str | None:
+    """Say when components that run this Python run as root instead of the component user (devsupport.roots)."""
+    from devsupport.roots import PYTHON_USER_REASON
+
+    return PYTHON_USER_REASON or None
