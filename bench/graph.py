@@ -31,6 +31,7 @@ from typing import Any
 from ggsim.client import CLI_INFO
 
 from devsupport.ports import free_port
+from devsupport.roots import python_component_user
 
 from .common import REPO, ProcSampler, cmdline, descendants, load, sample_clip, stats_ms
 
@@ -127,8 +128,10 @@ class Graph:
         info = root / CLI_INFO
         info.unlink(missing_ok=True)
         self.log = open(root.parent / "ggsim-up.log", "a")  # noqa: SIM115 (closed in close())
+        # the components run the project's Python: as the component user when it can run it (devsupport.roots)
         self.proc = subprocess.Popen([sys.executable, "-m", "ggsim.cli", "--root", str(root), "up",
-                                      "--thing-name", "bench-cam"], stderr=self.log, stdout=self.log, env=env())
+                                      "--thing-name", "bench-cam", "--component-default-user",
+                                      python_component_user()], stderr=self.log, stdout=self.log, env=env())
         deadline = time.monotonic() + 60
         while not info.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:

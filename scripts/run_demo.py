@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from devsupport.roots import python_component_user
 from scripts import make_sample_clip
 from tools.greenlens_build import BuildError, load_projects
 
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ggsim = [sys.executable, "-m", "ggsim.cli", "--root", str(root)]
     info = root / "cli_ipc_info" / "ggsim.json"
     info.unlink(missing_ok=True)
-    core = subprocess.Popen([*ggsim, "up"], env=env)
+    # the components run the project's Python: as the component user when it can run it (devsupport.roots)
+    core = subprocess.Popen([*ggsim, "up", "--component-default-user", python_component_user()], env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not info.exists():  # ggsim writes it once it serves IPC

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devsupport.roots import component_root
 from tests.support.ggsim_cli import GGSIM, Ggsim, recipe, running_ggsim, write_recipes
 
 ECHO = textwrap.dedent("""\
@@ -32,8 +33,9 @@ ECHO = textwrap.dedent("""\
 
 
 @pytest.fixture
-def ggsim(tmp_path: Path) -> Iterator[Ggsim]:
-    with running_ggsim(tmp_path / "root", "--thing-name", "cam-7") as g:
+def ggsim() -> Iterator[Ggsim]:
+    # a root the component user can reach; the echo component runs this Python (devsupport.roots)
+    with component_root("root") as root, running_ggsim(root, "--thing-name", "cam-7") as g:
         yield g
 
 
@@ -48,7 +50,7 @@ def echo_recipe(tmp_path: Path) -> dict:
 
 
 def test_deploy_watch_and_talk_to_a_component(ggsim: Ggsim, tmp_path: Path) -> None:
-    recipes = write_recipes(tmp_path / "recipes", echo_recipe(tmp_path))
+    recipes = write_recipes(tmp_path / "recipes", echo_recipe(ggsim.root.parent))  # readable by the component
     created = ggsim.json("deployment", "create", "--recipeDir", str(recipes), "--merge", "test.Echo=1.0.0",
                          "--wait")
     assert created["status"] == "SUCCEEDED"
@@ -108,7 +110,9 @@ def test_not_running_is_exit_code_3(tmp_path: Path) -> None:
 
 
 def test_a_restarted_core_brings_its_components_back(ggsim: Ggsim, tmp_path: Path) -> None:
-    marker = tmp_path / "starts.txt"
+    marker = ggsim.root.parent / "starts.txt"  # the component user writes it
+    marker.touch(mode=0o666)
+    marker.chmod(0o666)
     counting = recipe("test.Counting", "1.0.0", {"Run": f"echo start >> {marker}; exec sleep 600"},
                       {"greeting": "hello"})
     recipes = write_recipes(tmp_path / "recipes", counting)

@@ -26,6 +26,7 @@ import cv2
 import pytest
 
 from devsupport.ports import free_port
+from devsupport.roots import component_root, python_component_user
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
@@ -80,7 +81,9 @@ class Core:
         self.root = root
         self.log = root.parent / "ggsim-up.log"
         root.mkdir(parents=True)
-        self.proc = subprocess.Popen([*GGSIM, "--root", str(root), "up", "--thing-name", THING],
+        # as root, components run as the component user when it can run this Python (devsupport.roots)
+        self.proc = subprocess.Popen([*GGSIM, "--root", str(root), "up", "--thing-name", THING,
+                                      "--component-default-user", python_component_user()],
                                      stderr=open(self.log, "a"), env=_env())
         info = root / "cli_ipc_info" / "ggsim.json"
         deadline = time.monotonic() + 60
@@ -157,10 +160,11 @@ def sequence(verdicts: dict[Path, tuple[bool, float]], label: str, folder: Path)
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[Core]:
-    c = Core(tmp_path / "root")
-    yield c
-    assert c.down() == 0
+def core() -> Iterator[Core]:
+    with component_root("root") as root:  # reachable by the component user, as the photos beside it
+        c = Core(root)
+        yield c
+        assert c.down() == 0
 
 
 def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path, *roots: str) -> int:
@@ -194,7 +198,7 @@ def results(watcher: Watcher, count: int) -> list[dict[str, Any]]:
 
 def test_a_hot_dog_sequence_gives_hot_dog_results_and_an_appeared_event(
         core: Core, deploy_dir: Path, verdicts: dict[Path, tuple[bool, float]], tmp_path: Path) -> None:
-    photos = sequence(verdicts, "hotdog", tmp_path / "hotdogs")
+    photos = sequence(verdicts, "hotdog", core.root.parent / "hotdogs")
     local = core.watch("pubsub", "greenlens/results")
     cloud = core.watch("iotcore", "greenlens/#")
     try:
@@ -224,7 +228,7 @@ def test_a_hot_dog_sequence_gives_hot_dog_results_and_an_appeared_event(
 
 def test_a_not_hot_dog_sequence_gives_neither_hot_dog_results_nor_an_event(
         core: Core, deploy_dir: Path, verdicts: dict[Path, tuple[bool, float]], tmp_path: Path) -> None:
-    photos = sequence(verdicts, "not_hotdog", tmp_path / "others")
+    photos = sequence(verdicts, "not_hotdog", core.root.parent / "others")
     local = core.watch("pubsub", "greenlens/results")
     cloud = core.watch("iotcore", "greenlens/#")
     try:

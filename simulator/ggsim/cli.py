@@ -26,6 +26,7 @@ import click
 from . import NUCLEUS_VERSION, __version__
 from .client import CliClient, NotRunningError, remove_cli_info, write_cli_info
 from .nucleus.layout import RootLayout
+from .nucleus.run_as import RunAsError
 
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
@@ -181,9 +182,14 @@ def read_document(path: str) -> dict[str, Any]:
               help="Credentials the TokenExchangeService endpoint serves (AccessKeyId, SecretAccessKey, Token); "
                    "default: ggsim's own AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's own debug lines to stderr.")
+@click.option("--component-default-user", metavar="USER[:GROUP]", envvar="GGSIM_COMPONENT_DEFAULT_USER",
+              help="When ggsim runs as root: who steps without RequiresPrivilege run as (the installer's "
+                   "--component-default-user; default ggc_user:ggc_group, created when missing). The nucleus's "
+                   "runWithDefault.posixUser, set by a deployment, wins over it.")
 @click.pass_obj
 def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, secrets_file: Path | None,
-       credentials_file: Path | None, verbose: bool, document: str | None, **deploy: Any) -> None:
+       credentials_file: Path | None, verbose: bool, document: str | None, component_default_user: str | None,
+       **deploy: Any) -> None:
     """Start the simulated core in the foreground (Ctrl-C stops it), optionally with a deployment."""
     from .aws.credentials import CredentialsError, load_credentials_file
     from .aws.secrets import SecretFileError, load_secrets_file
@@ -199,19 +205,24 @@ def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, secr
     except CredentialsError as exc:
         raise click.BadParameter(str(exc), param_hint="--aws-credentials") from None
     try:
-        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request, stand_ins))
+        code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request, stand_ins,
+                               component_default_user))
     except KeyboardInterrupt:
         code = 0
+    except RunAsError as exc:
+        raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 
 async def _up(root: Path, mqtt_broker: str | None, thing_name: str, region: str,
-              request: dict[str, Any], stand_ins: dict[str, Any]) -> int:
+              request: dict[str, Any], stand_ins: dict[str, Any], component_user: str | None = None) -> int:
     from .core import Core  # only `up` runs the simulator; the other commands are IPC clients
     from .ipc.auth import CLI_IDENTITY
 
     root.mkdir(parents=True, exist_ok=True)
-    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker, **stand_ins)
+    core = Core(root, thing_name=thing_name, region=region, mqtt_broker=mqtt_broker, component_user=component_user,
+                **stand_ins)
+    core.check_component_user()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,10 +22,17 @@ class NotRunningError(Exception):
 
 
 def write_cli_info(root: Path, socket_path: Path, token: str) -> Path:
-    """Called by `ggsim up`: where the socket is and the CLI's token, readable by the owner only."""
+    """Called by `ggsim up`: where the socket is and the CLI's token, readable by ggsim's user only.
+
+    The folder is made 0700 and the file 0600 whatever they were before (a file left by an older run or
+    created by hand keeps no wider mode), and a symbolic link in the file's place is refused — so that a
+    component, which runs as another user when ggsim is root, can neither read the token nor redirect it.
+    """
     path = root / CLI_INFO
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    os.chmod(path.parent, stat.S_IRWXU)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, stat.S_IRUSR | stat.S_IWUSR)
+    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as out:
         json.dump({"socket": str(socket_path), "token": token, "pid": os.getpid()}, out)
     return path

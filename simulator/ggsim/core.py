@@ -52,11 +52,13 @@ from .ipc.server import IpcServer
 from .nucleus.config import ConfigStore
 from .nucleus.config_journal import ConfigJournal
 from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
+from .nucleus.deployment.service import NUCLEUS_COMPONENT
 from .nucleus.kernel import Kernel
 from .nucleus.layout import RootLayout
 from .nucleus.platform import detect_platform
 from .nucleus.process import DEFAULT_GRACE, GreengrassLogs
 from .nucleus.process_ledger import ProcessLedger, RecordingRunner
+from .nucleus.run_as import DEFAULT_POSIX_USER, RunAsPolicy, check_traversable, ensure_default_user, resolve
 from .nucleus.store import Store
 
 __all__ = ["Core"]
@@ -81,6 +83,7 @@ class Core:
         ipc: bool = True,
         secrets: SecretStore | None = None,
         aws_credentials: StaticCredentials | None = None,
+        component_user: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.thing_name = thing_name
@@ -94,10 +97,12 @@ class Core:
         self.processes = ProcessLedger(self.layout.processes_file)
         self.tokens = TokenRegistry()
         self.logs = GreengrassLogs(self.layout.logs_dir)
+        #: who steps run as when ggsim is root: the nucleus's runWithDefault.posixUser, else this default
+        self.run_as = RunAsPolicy(component_user or DEFAULT_POSIX_USER, configured=self._configured_user)
         self.runner = RecordingRunner(
             layout=self.layout, thing_name=thing_name, region=region,
             tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,
-            ledger=self.processes,
+            ledger=self.processes, run_as=self.run_as,
         )
         self.kernel = Kernel(
             root=self.root, thing_name=thing_name, config=self.config, logs=self.logs, runner=self.runner,
@@ -138,6 +143,7 @@ class Core:
                 self.logs.kernel("WARN", KERNEL_LOGGER, "stale-process-stopped",
                                  "stopped a component process left running by a ggsim that was killed", entry)
             self.config.load_persisted()
+            self._prepare_component_user()
             await self.iotcore.start()
             self._running.add("iotcore")
             await self.credentials.start()
@@ -153,6 +159,33 @@ class Core:
         except BaseException:
             await self.stop()
             raise
+
+    def _configured_user(self) -> str | None:
+        """The nucleus's ``runWithDefault.posixUser`` (a deployment may set it), None when unset."""
+        try:
+            value = self.config.get(NUCLEUS_COMPONENT, ["runWithDefault", "posixUser"])
+        except KeyError:
+            return None
+        return str(value) if value not in (None, "") else None
+
+    def _prepare_component_user(self) -> None:
+        """As root: create the default component user when missing, as the installer does."""
+        if not self.run_as.switches_user:
+            return
+        spec = self.run_as.spec("")
+        if ensure_default_user(spec):
+            self.logs.kernel("INFO", KERNEL_LOGGER, "system-create-user",
+                             "created the default component user as the installer does", {"posixUser": spec})
+
+    def check_component_user(self) -> None:
+        """`RunAsError` when, ggsim being root, the component user is unknown or cannot reach the root's work
+        folder (naming the folder); ``ggsim up`` refuses to start then. A step that would run so fails too."""
+        if not self.run_as.switches_user:
+            return
+        self._prepare_component_user()
+        who = resolve(self.run_as.spec(""))
+        if not who.is_current():
+            check_traversable(self.layout.work_dir, who, what="the Greengrass root's work folder")
 
     async def stop(self) -> None:
         """Stop the deployments, every component (dependers first), the IPC server and IoT Core."""

@@ -66,11 +66,13 @@ def recipes(tmp_path: Path) -> RecipeWriter:
 
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator  # noqa: E402
 
 from ggsim.core import Core  # noqa: E402
 from ggsim.nucleus.kernel import Kernel  # noqa: E402
 from ggsim.nucleus.recipe import Recipe, load_recipe  # noqa: E402
+
+from devsupport.roots import component_root  # noqa: E402
 
 
 def _run_async(coro: Awaitable[Any], timeout: float = 60.0) -> Any:
@@ -97,8 +99,10 @@ def make_recipe(recipes: RecipeWriter) -> Callable[..., Recipe]:
 
 
 @pytest.fixture
-def kernel_root(tmp_path: Path) -> Path:
-    return tmp_path / "gg"
+def kernel_root() -> Iterator[Path]:
+    """A root the component user (ggc_user when the tests run as root) can reach; pytest's tmp_path is 0700."""
+    with component_root() as root:
+        yield root
 
 
 @pytest.fixture
@@ -116,3 +120,13 @@ def running_kernel(kernel_root: Path) -> Callable[..., contextlib.AbstractAsyncC
             await core.stop()
 
     return start
+
+
+@pytest.fixture
+def outbox(kernel_root: Path) -> Path:
+    """A folder beside the root every component user may write to (the root's work/ is root's, 0755, as on a
+    device): where test components leave what the test reads."""
+    folder = kernel_root.parent / "out"
+    folder.mkdir(mode=0o777, exist_ok=True)
+    folder.chmod(0o777)
+    return folder

@@ -78,21 +78,22 @@ def test_apply_restarts_for_setenv_or_dependency_changes_and_ignores_a_shutdown_
 
 
 def test_a_broken_component_is_reinstalled_by_the_next_apply(
-    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any]
+    running_kernel: Callable[..., Any], make_recipe: Callable[..., Recipe], run_async: Callable[..., Any],
+    outbox: Path,
 ) -> None:
-    recipe = make_recipe("flaky", lifecycle={"Install": "echo install >> ../flaky.txt",
-                                             "Run": f"test -f ../fixed || exit 1; {SLEEP}"})
+    recipe = make_recipe("flaky", lifecycle={"Install": f"echo install >> {outbox}/flaky.txt",
+                                             "Run": f"test -f {outbox}/fixed || exit 1; {SLEEP}"})
 
     async def scenario() -> None:
         async with running_kernel() as kernel:
             await kernel.apply({"flaky": recipe})
             await kernel.wait_for_state("flaky", "BROKEN", T)  # Run counts as RUNNING until it exits
-            (kernel.root / "work" / "fixed").write_text("")
+            (outbox / "fixed").write_text("")
             since = len(kernel.history("flaky"))
             await kernel.apply({"flaky": recipe})  # the same recipe: only BROKEN makes this a reinstall
             assert await kernel.wait_healthy(["flaky"], T) == {"flaky": "RUNNING"}
             assert kernel.history("flaky")[since:] == ["NEW", "INSTALLED", "STARTING", "RUNNING"]
-            assert lines(kernel.root / "work" / "flaky.txt") == ["install", "install"]
+            assert lines(outbox / "flaky.txt") == ["install", "install"]
 
     run_async(scenario())
 

@@ -57,15 +57,16 @@ STARTING = replace(WANTED, state=S.STARTING, main=Step.STARTUP, timer=Timer(Step
 RUNNING = replace(WANTED, state=S.RUNNING, main=Step.RUN)
 STOPPING = replace(WANTED, state=S.STOPPING, desired_running=False, job=Step.SHUTDOWN)
 STOPPED = replace(STOPPING, job=Job.STOP_PROCESSES)
-COUNTING = replace(WANTED, state=S.ERRORED, error_from=S.RUNNING, job=Job.COUNT_ERROR)
-RECOVERING = replace(COUNTING, job=Step.RECOVER)
+COUNTING = replace(WANTED, state=S.RUNNING, error_from=S.RUNNING, error_reason="Run exited with code 1",
+                   job=Job.COUNT_ERROR)
+RECOVERING = replace(COUNTING, state=S.ERRORED, error_reason="", job=Step.RECOVER)
 FINISHED = Machine(state=S.FINISHED)
 BROKEN = replace(WANTED, state=S.BROKEN)
 
 
 def errored(reason: str, origin: State) -> list[Action]:
-    return [Log("ERROR", "service-errored", reason, {"currentState": origin}), Enter(S.ERRORED, reason),
-            CountError(origin)]
+    """An error: logged and counted against ``origin`` first (ERRORED or BROKEN follows the count)."""
+    return [Log("ERROR", "service-errored", reason, {"currentState": origin}), CountError(origin)]
 
 
 def stopping(reason: str, *, main: bool = True, leaving: State | None = None, timer: bool = False) -> list[Action]:
@@ -85,20 +86,20 @@ RULES: list[tuple[str, Machine, Event, State, list[Action]]] = [
     ("bootstrap 100 is success", replace(WANTED, job=Step.BOOTSTRAP), StepEnded(Step.BOOTSTRAP, 100), S.NEW,
      [Log("INFO", "service-bootstrap", "Bootstrap exited 100: a device would restart the nucleus; ggsim goes "
           "on without restarting", {"exitCode": 100}), RunStep(Step.INSTALL)]),
-    ("bootstrap 1 errors", replace(WANTED, job=Step.BOOTSTRAP), StepEnded(Step.BOOTSTRAP, 1), S.ERRORED,
+    ("bootstrap 1 errors", replace(WANTED, job=Step.BOOTSTRAP), StepEnded(Step.BOOTSTRAP, 1), S.NEW,
      errored("Bootstrap exited with code 1", S.NEW)),
     ("install ok", INSTALLING, StepEnded(Step.INSTALL, 0), S.INSTALLED,
      [ForgetErrors(frozenset({S.NEW})), Enter(S.INSTALLED), CheckDependencies()]),
     ("install skipped counts as done", INSTALLING, StepEnded(Step.INSTALL, skipped=True), S.INSTALLED,
      [ForgetErrors(frozenset({S.NEW})), Enter(S.INSTALLED), CheckDependencies()]),
-    ("install fails", INSTALLING, StepEnded(Step.INSTALL, 2), S.ERRORED,
+    ("install fails", INSTALLING, StepEnded(Step.INSTALL, 2), S.NEW,
      errored("Install exited with code 2", S.NEW)),
-    ("install times out", INSTALLING, StepEnded(Step.INSTALL, None, timed_out=True), S.ERRORED,
+    ("install times out", INSTALLING, StepEnded(Step.INSTALL, None, timed_out=True), S.NEW,
      errored("Install timed out", S.NEW)),
-    ("install cannot run", INSTALLING, StepEnded(Step.INSTALL, None), S.ERRORED,
+    ("install cannot run", INSTALLING, StepEnded(Step.INSTALL, None), S.NEW,
      errored("Install could not run (invalid Skipif or missing script)", S.NEW)),
     ("ERRORED reported while installing", replace(INSTALLING, reported=S.ERRORED), StepEnded(Step.INSTALL, 0),
-     S.ERRORED, errored("Reported ERRORED via UpdateState", S.NEW)),
+     S.NEW, errored("Reported ERRORED via UpdateState", S.NEW)),
     ("report while installing is recorded", INSTALLING, Reported(S.ERRORED), S.NEW, []),
     ("stop while installing is recorded", INSTALLING, StopRequested(), S.NEW, []),
     ("installed but stopped meanwhile", replace(INSTALLING, desired_running=False), StepEnded(Step.INSTALL, 0),
@@ -119,15 +120,13 @@ RULES: list[tuple[str, Machine, Event, State, list[Action]]] = [
      [ArmTimer(Step.RUN, 5.0), ForgetErrors(frozenset({S.STARTING})), Enter(S.RUNNING)]),
     ("Startup launched stays STARTING", LAUNCHING, Launched(Step.STARTUP, 120.0), S.STARTING,
      [ArmTimer(Step.STARTUP, 120.0)]),
-    ("Startup cannot run", LAUNCHING, LaunchFailed(Step.STARTUP, "Missing script in Startup"), S.ERRORED,
+    ("Startup cannot run", LAUNCHING, LaunchFailed(Step.STARTUP, "Missing script in Startup"), S.STARTING,
      errored("Missing script in Startup", S.STARTING)),
     ("report while launching is recorded", LAUNCHING, Reported(S.RUNNING), S.STARTING, []),
     ("Startup exits 0", STARTING, MainExited(0), S.RUNNING,
      [ForgetErrors(frozenset({S.STARTING})), CancelTimer(), Enter(S.RUNNING, "Startup exited 0")]),
-    ("Startup exits 4", STARTING, MainExited(4), S.ERRORED,
-     [Log("ERROR", "service-errored", "Startup exited with code 4", {"currentState": S.STARTING}), CancelTimer(),
-      Enter(S.ERRORED, "Startup exited with code 4"), CountError(S.STARTING)]),
-    ("Startup's timer", STARTING, TimedOut(Step.STARTUP), S.ERRORED,
+    ("Startup exits 4", STARTING, MainExited(4), S.STARTING, errored("Startup exited with code 4", S.STARTING)),
+    ("Startup's timer", STARTING, TimedOut(Step.STARTUP), S.STARTING,
      errored("Startup did not finish within 0.3 seconds", S.STARTING)),
     ("UpdateState RUNNING", STARTING, Reported(S.RUNNING), S.RUNNING,
      [ForgetErrors(frozenset({S.STARTING})), CancelTimer(), Enter(S.RUNNING, "Reported RUNNING via UpdateState")]),
@@ -137,12 +136,12 @@ RULES: list[tuple[str, Machine, Event, State, list[Action]]] = [
      stopping("stop or restart requested", leaving=S.STARTING, timer=True)),
     # RUNNING
     ("Run exits 0", RUNNING, MainExited(0), S.STOPPING, stopping("Run exited 0", main=False, leaving=S.RUNNING)),
-    ("Run killed", RUNNING, MainExited(-9), S.ERRORED, errored("Run exited with code -9", S.RUNNING)),
+    ("Run killed", RUNNING, MainExited(-9), S.RUNNING, errored("Run exited with code -9", S.RUNNING)),
     ("Startup exits 0 after UpdateState RUNNING", replace(RUNNING, main=Step.STARTUP), MainExited(0), S.RUNNING,
      []),
-    ("Run's timer", replace(RUNNING, timer=Timer(Step.RUN, 1.0)), TimedOut(Step.RUN), S.ERRORED,
+    ("Run's timer", replace(RUNNING, timer=Timer(Step.RUN, 1.0)), TimedOut(Step.RUN), S.RUNNING,
      errored("Run timed out", S.RUNNING)),
-    ("UpdateState ERRORED", RUNNING, Reported(S.ERRORED), S.ERRORED,
+    ("UpdateState ERRORED", RUNNING, Reported(S.ERRORED), S.RUNNING,
      errored("Reported ERRORED via UpdateState", S.RUNNING)),
     ("stop", RUNNING, StopRequested(), S.STOPPING, stopping("stop or restart requested", leaving=S.RUNNING)),
     ("start while running changes nothing", RUNNING, StartRequested(), S.RUNNING, []),
@@ -160,9 +159,22 @@ RULES: list[tuple[str, Machine, Event, State, list[Action]]] = [
     ("stopped for a reinstall", replace(STOPPED, desired_running=True, pending=Request.REINSTALL),
      ProcessesStopped(), S.NEW, [Enter(S.NEW, "reinstall requested"), RunStep(Step.INSTALL)]),
     # ERRORED
-    ("first error: Recover", COUNTING, ErrorCounted(1), S.ERRORED, [RunStep(Step.RECOVER)]),
-    ("third error: BROKEN without Recover", COUNTING, ErrorCounted(3), S.BROKEN,
-     [ForgetErrors(frozenset({S.RUNNING})), Enter(S.BROKEN, "errored 3 times in RUNNING"), StopProcesses()]),
+    ("first error: ERRORED, Recover", COUNTING, ErrorCounted(1), S.ERRORED,
+     [Enter(S.ERRORED, "Run exited with code 1"), RunStep(Step.RECOVER)]),
+    ("a second error while counting is the same error", COUNTING, TimedOut(Step.RUN), S.RUNNING, []),
+    ("third error: BROKEN at once, Shutdown as on every stop", COUNTING, ErrorCounted(3), S.BROKEN,
+     [ForgetErrors(frozenset({S.RUNNING})), Enter(S.BROKEN, "Run exited with code 1; errored 3 times in RUNNING"),
+      RunStep(Step.SHUTDOWN)]),
+    ("third Startup error: BROKEN, timer cancelled, Shutdown",
+     replace(STARTING, error_from=S.STARTING, error_reason="startup timeout", job=Job.COUNT_ERROR),
+     ErrorCounted(3), S.BROKEN,
+     [ForgetErrors(frozenset({S.STARTING})), CancelTimer(),
+      Enter(S.BROKEN, "startup timeout; errored 3 times in STARTING"), ForgetMain(), RunStep(Step.SHUTDOWN)]),
+    ("third Install error: BROKEN, no Shutdown (nothing was started)",
+     replace(INSTALLING, error_from=S.NEW, error_reason="Install exited with code 2", job=Job.COUNT_ERROR),
+     ErrorCounted(3), S.BROKEN,
+     [ForgetErrors(frozenset({S.NEW})), Enter(S.BROKEN, "Install exited with code 2; errored 3 times in NEW"),
+      StopProcesses()]),
     ("recovered from Run", RECOVERING, StepEnded(Step.RECOVER, 0), S.STOPPING,
      stopping("restarting after error", main=False)),
     ("recovered from Install", replace(RECOVERING, error_from=S.NEW), StepEnded(Step.RECOVER, 0), S.NEW,
@@ -183,6 +195,9 @@ RULES: list[tuple[str, Machine, Event, State, list[Action]]] = [
      [ForgetErrors(COUNTED_STATES), Enter(S.NEW, "reinstall requested"), RunStep(Step.INSTALL)]),
     ("reinstall while its processes stop", replace(BROKEN, job=Job.STOP_PROCESSES), ReinstallRequested(),
      S.BROKEN, []),
+    ("Shutdown ended in BROKEN", replace(BROKEN, job=Step.SHUTDOWN), StepEnded(Step.SHUTDOWN, 1), S.BROKEN,
+     [StopProcesses()]),
+    ("stopped in BROKEN", replace(BROKEN, job=Job.STOP_PROCESSES), ProcessesStopped(), S.BROKEN, []),
     # stale events change nothing
     ("exit of a forgotten process", replace(RUNNING, main=None), MainExited(1), S.RUNNING, []),
     ("a cancelled timer", RUNNING, TimedOut(Step.RUN), S.RUNNING, []),
@@ -278,8 +293,9 @@ def test_three_errors_in_a_row_break_the_component_and_a_reinstall_revives_it() 
         driver.feed(MainExited(-9))
     assert driver.history[4:] == [S.ERRORED, S.STOPPING, S.INSTALLED, S.STARTING, S.RUNNING,
                                   S.ERRORED, S.STOPPING, S.INSTALLED, S.STARTING, S.RUNNING,
-                                  S.ERRORED, S.BROKEN]
+                                  S.BROKEN]
     assert driver.steps.count(Step.RECOVER) == 2 and driver.steps.count(Step.INSTALL) == 1
+    assert driver.steps.count(Step.SHUTDOWN) == 3, "BROKEN runs Shutdown as the two stops before it did"
     assert driver.machine.main is None and driver.machine.settled
     driver.feed(RestartRequested())
     assert driver.history[-1] == S.BROKEN
@@ -358,7 +374,7 @@ def test_invariants_hold_for_any_sequence_of_events(events: list[Event]) -> None
         if machine.timer is not None:
             assert machine.timer.guards == machine.state
         if machine.state == S.ERRORED:
-            assert machine.job is not None, "ERRORED always waits for the count or for Recover"
+            assert machine.job is not None, "ERRORED always waits for Recover"
         if machine.state in (S.STOPPING, S.BROKEN):
             assert machine.main is None
         if machine.job is None and machine.state in (S.NEW, S.INSTALLED, S.FINISHED):

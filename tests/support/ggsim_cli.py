@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from devsupport.roots import python_component_user
+
 GGSIM = [sys.executable, "-m", "ggsim.cli"]
 
 
@@ -43,7 +45,8 @@ class Ggsim:
     def up(self, *args: str) -> None:
         info = self.root / "cli_ipc_info" / "ggsim.json"
         info.unlink(missing_ok=True)
-        self.proc = subprocess.Popen([*GGSIM, "--root", str(self.root), "up", *args], text=True,
+        self.proc = subprocess.Popen([*GGSIM, "--root", str(self.root), "up", "--component-default-user",
+                                      python_component_user(), *args], text=True,
                                      stderr=open(self.root.parent / "ggsim-up.log", "a"))
         deadline = time.monotonic() + 30
         while not info.exists():  # the core writes this file once it serves IPC

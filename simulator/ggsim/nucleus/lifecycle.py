@@ -395,6 +395,7 @@ class ComponentService:
             self.name, STEP_NAMES[key], step.script,
             lifecycle_setenv=self.recipe.lifecycle_setenv, step_setenv=step.setenv,
             requires_privilege=step.requires_privilege, current_state=lambda: str(self.state),
+            version=self.recipe.version,
         )
         self._procs.append(proc)
         self._main = proc
@@ -415,7 +416,7 @@ class ComponentService:
             return None
         if step.skipif:
             try:
-                skip = should_skip(step.skipif)
+                skip = should_skip(step.skipif, root=self.host.runner.layout.root)
             except SkipifError as exc:
                 raise _CannotRun("service-invalid-skipif", str(exc)) from exc
             if skip:
@@ -433,7 +434,7 @@ class ComponentService:
             self.name, STEP_NAMES[key], step.script, timeout=timeout,
             lifecycle_setenv=recipe.lifecycle_setenv, step_setenv=step.setenv,
             requires_privilege=step.requires_privilege, current_state=lambda: str(self.state),
-            extra_env=extra_env,
+            extra_env=extra_env, version=recipe.version,
         )
 
     # ---------------------------------------------------------------- helpers

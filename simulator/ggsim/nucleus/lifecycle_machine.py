@@ -23,11 +23,14 @@ What each state does (as the Java nucleus's ``Lifecycle``/``GenericExternalServi
 * STOPPING: ``Shutdown`` of the recipe the component was started with, then every process it started is
   stopped → NEW (a pending reinstall), INSTALLED (wanted running after a request, an error or a reported
   ERRORED) or FINISHED.
-* ERRORED: the driver counts the error against the state it came from; the third within the window →
-  BROKEN (Recover does not run). Otherwise ``Recover``, then NEW (an install error) or STOPPING.
+* An error in NEW, STARTING or RUNNING is first counted against that state (the machine stays in it while
+  the driver counts); the third within the window → BROKEN directly, never showing ERRORED (the nucleus
+  reports BROKEN in place of the third ERRORED). Otherwise → ERRORED.
+* ERRORED: ``Recover``, then NEW (an install error) or STOPPING.
 * FINISHED: a reinstall → NEW; a start or restart request → INSTALLED.
-* BROKEN: processes stopped; only a reinstall leaves it (→ NEW, errors forgotten); any other request is
-  logged and ignored.
+* BROKEN: entered from STARTING or RUNNING, the started recipe's ``Shutdown`` runs and then every process
+  is stopped, as on every other stop; entered from NEW, the processes are stopped. Only a reinstall leaves it
+  (→ NEW, errors forgotten); any other request is logged and ignored.
 
 Invariants:
 
@@ -151,6 +154,8 @@ class Machine:
     reported: State | None = None
     #: the state the current error came from (ERRORED, then STOPPING, which restarts because of it)
     error_from: State | None = None
+    #: why the error being counted happened (the reason ERRORED or BROKEN is entered with)
+    error_reason: str = ""
     #: what the component waits for: a blocking step, a launch, its processes stopping, an error count
     job: Step | Job | None = None
     #: the background process whose exit moves the state (Startup or Run)
@@ -159,10 +164,11 @@ class Machine:
 
     @property
     def settled(self) -> bool:
-        """No request pending and RUNNING (wanted), FINISHED or BROKEN: what a deployment's health wait needs."""
+        """No request pending and RUNNING (wanted), FINISHED or BROKEN (its Shutdown and stop done): what a
+        deployment's health wait needs."""
         return self.pending is None and self.state in SETTLED_STATES and (
             self.desired_running or self.state != State.RUNNING
-        )
+        ) and (self.state != State.BROKEN or self.job is None)
 
 
 # ------------------------------------------------------------------------------------------------ events
@@ -521,21 +527,24 @@ class _Transition:
             self.enter(State.FINISHED)
 
     def error_counted(self, count: int) -> None:
-        origin = self.m.error_from or State.RUNNING
+        origin = self.m.error_from or self.m.state
+        reason = self.m.error_reason
+        self.set(error_reason="")
         if count >= MAX_CONTINUAL_ERRORS:
             self.set(error_from=None)
-            self.emit(ForgetErrors(frozenset({origin})))
-            self.enter(State.BROKEN, f"errored {MAX_CONTINUAL_ERRORS} times in {origin}")
+            self.enter(State.BROKEN, f"{reason}; errored {MAX_CONTINUAL_ERRORS} times in {origin}")
         else:
-            self.run_step(Step.RECOVER)
+            self.enter(State.ERRORED, reason)
 
     # ------------------------------------------------------------ state changes
 
     def fail(self, reason: str) -> None:
-        """The current state (NEW, STARTING or RUNNING) errored."""
+        """The current state (NEW, STARTING or RUNNING) errored: count it, then ERRORED or BROKEN."""
+        if self.m.job == Job.COUNT_ERROR:
+            return  # already failing: one error is counted once
         self.emit(Log("ERROR", "service-errored", reason, {"currentState": self.m.state}))
-        self.set(error_from=self.m.state)
-        self.enter(State.ERRORED, reason)
+        self.set(error_from=self.m.state, error_reason=reason, job=Job.COUNT_ERROR)
+        self.emit(CountError(self.m.state))
 
     def enter(self, state: State, reason: str = "") -> None:
         old = self.m.state
@@ -548,11 +557,11 @@ class _Transition:
             self.emit(CancelTimer())
         self.set(state=state)
         self.emit(Enter(state, reason))
-        self.on_entry()
+        self.on_entry(old)
         if self.m.job is None and self.m.state == state:
             self.settle()
 
-    def on_entry(self) -> None:
+    def on_entry(self, old: State) -> None:
         state = self.m.state
         if state == State.STARTING:
             self.set(reported=None, job=Job.LAUNCH)
@@ -561,18 +570,13 @@ class _Transition:
             if self.m.main is not None:
                 self.set(main=None)
                 self.emit(ForgetMain())
-            if state == State.STOPPING:
-                self.run_step(Step.SHUTDOWN)
+            if state == State.STOPPING or old in (State.STARTING, State.RUNNING):
+                self.run_step(Step.SHUTDOWN)  # BROKEN from a started state stops as every stop does
             else:
                 self.set(job=Job.STOP_PROCESSES)
                 self.emit(StopProcesses())
         elif state == State.ERRORED:
-            origin = self.m.error_from or State.RUNNING
-            if origin in COUNTED_STATES:
-                self.set(job=Job.COUNT_ERROR)
-                self.emit(CountError(origin))
-            else:
-                self.run_step(Step.RECOVER)
+            self.run_step(Step.RECOVER)
 
     def run_step(self, step: Step) -> None:
         self.set(job=step)

@@ -9,9 +9,14 @@ GGC_VERSION, socket paths) → the lifecycle-level ``Setenv`` → the step's own
 Its stdout and stderr go, line by line and trimmed, to ``<root>/logs/<name>.log`` in Greengrass's text
 format (spec §2.4): stdout as INFO event ``stdout``, stderr as WARN event ``stderr``.
 
-``RequiresPrivilege``: ggsim runs every script as the user that runs ggsim. When that user is root the
-step runs as root, as on a device; otherwise ggsim logs (in the component's log and greengrass.log) that
-the step asked for privilege and runs it unprivileged — a simulator must not prompt for sudo.
+The user (spec components §3.3, ``run_as.RunAsPolicy``): when ggsim runs as root, a step without
+``RequiresPrivilege`` runs as the component user (``ggc_user:ggc_group`` by default), with its primary and
+supplementary groups and ``HOME``, ``USER``, ``LOGNAME`` set for it (as ``sudo -E -H -u`` does); before its
+first step the component's ``work/<name>`` (the folder included) and what is inside
+``packages/artifacts[-unarchived]/<name>/<version>/`` (not the folders themselves) are given to that user,
+as the nucleus's RunWithPathOwnershipHandler does. A step with ``RequiresPrivilege`` runs as root. When ggsim
+is not root every step runs as ggsim's user; a step asking for privilege then logs (in the component's log
+and greengrass.log) that it runs unprivileged — a simulator must not prompt for sudo.
 
 Stopping a script (timeout, component stop) sends SIGTERM to its process group and to every descendant
 that left it, waits ``grace`` seconds (the nucleus waits 5 s), then sends SIGKILL to whatever is left.
@@ -35,6 +40,7 @@ import psutil
 
 import ggsim
 from ggsim.nucleus.layout import RootLayout
+from ggsim.nucleus.run_as import RunAs, RunAsPolicy, check_traversable, chown_tree, resolve
 
 __all__ = [
     "GreengrassLogs",
@@ -266,8 +272,12 @@ class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.exited.set_result(code if code is not None else -1)
 
 
-async def _spawn(script: str, cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process, _ExitAwareProtocol]:
+async def _spawn(script: str, cwd: Path, env: Mapping[str, str],
+                 who: RunAs | None = None) -> tuple[asyncio.subprocess.Process, _ExitAwareProtocol]:
     loop = asyncio.get_running_loop()
+    identity: dict[str, Any] = {}
+    if who is not None:
+        identity = {"user": who.uid, "group": who.gid, "extra_groups": list(who.groups)}
     transport, protocol = await loop.subprocess_exec(
         lambda: _ExitAwareProtocol(_LINE_LIMIT, loop),
         "sh", "-c", script,
@@ -277,6 +287,7 @@ async def _spawn(script: str, cwd: Path, env: Mapping[str, str]) -> tuple[asynci
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        **identity,
     )
     return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
@@ -368,6 +379,7 @@ class ProcessRunner:
         root_ca_path: str = "",
         grace: float = DEFAULT_GRACE,
         base_env: Mapping[str, str] | None = None,
+        run_as: RunAsPolicy | None = None,
     ) -> None:
         self.layout = layout
         self.thing_name = thing_name
@@ -380,6 +392,9 @@ class ProcessRunner:
         #: The nucleus's top-level ``setenv``, given to every component (the TokenExchangeService stand-in
         #: puts AWS_CONTAINER_CREDENTIALS_FULL_URI here, as the real one does once it serves).
         self.nucleus_setenv: dict[str, str] = {}
+        #: None: every step runs as ggsim's user
+        self.run_as = run_as
+        self._owned: dict[str, tuple[str, str]] = {}
 
     def environment(
         self,
@@ -423,11 +438,20 @@ class ProcessRunner:
         requires_privilege: bool = False,
         extra_env: Mapping[str, str] | None = None,
         current_state: Callable[[], str] | None = None,
+        version: str = "",
     ) -> ScriptProcess:
-        """Launch ``script`` for lifecycle step ``step`` (e.g. ``"Run"``) of ``component``."""
+        """Launch ``script`` for lifecycle step ``step`` (e.g. ``"Run"``) of ``component`` (at ``version``:
+        whose artifacts its user is given)."""
+        who = self.run_as.for_step(component, requires_privilege=requires_privilege) if self.run_as else None
         cwd = self.layout.work_path(component)
         cwd.mkdir(parents=True, exist_ok=True)
+        if self.run_as is not None and self.run_as.switches_user:
+            self._give_folders(component, version)
+        if who is not None:
+            check_traversable(cwd, who, what=f"the work folder of {component}")
         env = self.environment(component, lifecycle_setenv, step_setenv, extra_env)
+        if who is not None:
+            env.update({"HOME": who.home, "USER": who.user, "LOGNAME": who.user})
         script_name = f"services.{component}.lifecycle.{step}"
 
         def ctx() -> dict[str, str]:
@@ -442,7 +466,7 @@ class ProcessRunner:
                 "RequiresPrivilege is set but ggsim does not run as root; the step runs as the current user",
                 {**ctx(), "user": _user_name()},
             )
-        spawn = asyncio.ensure_future(_spawn(script, cwd, env))
+        spawn = asyncio.ensure_future(_spawn(script, cwd, env, who))
         try:
             # never cancel a spawn half-way: asyncio would kill the shell only and then wait for the
             # orphaned children to close its pipes
@@ -486,6 +510,20 @@ class ProcessRunner:
         except asyncio.CancelledError:
             await asyncio.shield(process.stop())
             raise
+
+    def _give_folders(self, component: str, version: str) -> None:
+        """Give the component's work folder and artifacts to its user (once per user and version, and again
+        when either changes; the nucleus does it each time it works out the component's user)."""
+        assert self.run_as is not None
+        spec = self.run_as.spec(component)
+        if self._owned.get(component) == (spec, version):
+            return
+        who = resolve(spec)
+        chown_tree(self.layout.work_path(component), who)
+        if version:
+            chown_tree(self.layout.artifacts_path(component, version), who, include_top=False)
+            chown_tree(self.layout.decompressed_path(component, version), who, include_top=False)
+        self._owned[component] = (spec, version)
 
     async def _copy(self, stream: asyncio.StreamReader | None, component: str, level: str, event: str,
                     ctx: Callable[[], dict[str, str]]) -> None:
