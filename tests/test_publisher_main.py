@@ -95,7 +95,7 @@ def test_status_health_page_and_streams_before_and_after_frames(publisher: NoIpc
     with urllib.request.urlopen(f"{publisher.url}/", timeout=5) as resp:
         page = resp.read().decode()
     assert resp.headers["Content-Type"].startswith("text/html")
-    assert '/stream/project.mjpg' in page and '/stream/device.mjpg' in page and "/api/status" in page
+    assert "streams.project" in page and "/api/status" in page and "/health" in page
 
     feeder = Feeder(publisher.ring_dir)
     try:

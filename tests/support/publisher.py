@@ -88,8 +88,9 @@ class Feeder:
     """Writes real photos into a real ring and builds the frame descriptors and results that go with them."""
 
     def __init__(self, ring_dir: Path, name: str = "test-frames", width: int = 320, height: int = 240,
-                 slots: int = 4) -> None:
+                 slots: int = 4, source: str = "test-camera") -> None:
         self.ring = RingWriter(name, width=width, height=height, slot_count=slots, directory=ring_dir)
+        self.source = source
         self.images = photos(8, width, height)
         self.seq = 0
 
@@ -98,7 +99,7 @@ class Feeder:
         image = self.images[(self.seq - 1) % len(self.images)]
         captured_at = time.time()
         slot, slot_seq = self.ring.write(image, captured_at=captured_at)
-        return messages.frame_message(source="test-camera", seq=self.seq, captured_at=captured_at,
+        return messages.frame_message(source=self.source, seq=self.seq, captured_at=captured_at,
                                       width=image.shape[1], height=image.shape[0], dropped=0,
                                       ring=(self.ring.name, slot, slot_seq))
 
