@@ -104,6 +104,7 @@ class SnapshotUploader:
                 self._s3().put_object(Bucket=snap.bucket, Key=snap.key, Body=data, ContentType="image/jpeg",
                                       Metadata={"sha256": snap.sha256, "camera": snap.camera})
             except Exception as exc:  # S3 unreachable, refused, no credentials: all run-time conditions
+                self.store.release(snap.number)
                 self._failed(snap.bucket, exc)
                 continue
             self.store.pop(snap.number)

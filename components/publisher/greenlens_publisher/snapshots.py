@@ -231,6 +231,12 @@ class SnapshotStore:
                 return snap, data
             return None
 
+    def release(self, number: int) -> None:
+        """Snapshot ``number`` is not being uploaded any more (the attempt failed): the bounds may drop it."""
+        with self._lock:
+            if self._inflight == number:
+                self._inflight = None
+
     def pop(self, number: int) -> None:
         """Remove snapshot ``number`` (S3 has it)."""
         with self._lock:
