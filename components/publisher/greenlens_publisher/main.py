@@ -59,7 +59,8 @@ _ARG_KEYS = {"host": "host", "port": "port", "topic_prefix": "topicPrefix",
              "snapshot_bucket": "snapshotBucket", "snapshot_key_prefix": "snapshotKeyPrefix",
              "snapshot_region": "snapshotRegion", "s3_endpoint_url": "s3EndpointUrl",
              "snapshot_dir": "snapshotDir", "snapshot_max_count": "snapshotMaxCount",
-             "snapshot_max_bytes": "snapshotMaxBytes", "retry_max_seconds": "retryMaxSeconds"}
+             "snapshot_max_bytes": "snapshotMaxBytes", "retry_max_seconds": "retryMaxSeconds",
+             "frame_stale_seconds": "frameStaleSeconds"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -84,6 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--snapshot-max-count")
     ap.add_argument("--snapshot-max-bytes")
     ap.add_argument("--retry-max-seconds")
+    ap.add_argument("--frame-stale-seconds", help="/health calls a camera stale after this long without a frame")
     ap.add_argument("--ring-dir", help="directory of the frame ring (default $GREENLENS_RING_DIR or /dev/shm)")
     add_runner_arguments(ap)
     return ap.parse_args(argv)
