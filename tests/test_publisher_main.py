@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from greenlens_common import messages, topics
 
-from devsupport.ports import free_port
 from tests.support.publisher import Feeder, NoIpcPublisher, http_json, start_publisher, wait_until
 
 

@@ -163,6 +163,22 @@ def test_configuration_accepts_floats_and_names_the_bad_key() -> None:
             PublisherConfig().updated({key: value})
 
 
+def test_snapshot_settings_are_checked_and_the_key_prefix_is_filled_in() -> None:
+    cfg = PublisherConfig().updated({"snapshotBucket": "acme.lens-01", "snapshotRegion": "eu-west-1",
+                                     "s3EndpointUrl": "http://127.0.0.1:4566",
+                                     "snapshotKeyPrefix": "snaps/{thingName}/{camera}/"})
+    assert cfg.snapshot_prefix("thing-1", "front") == "snaps/thing-1/front/"
+    assert PublisherConfig().updated({"snapshotBucket": ""}).snapshot_bucket == "", "empty: no snapshots"
+    for key, value in [("snapshotBucket", "ab"), ("snapshotBucket", "Upper"), ("snapshotBucket", "a..b"),
+                       ("snapshotBucket", "192.168.1.1"), ("snapshotBucket", "-abc"), ("snapshotBucket", 7),
+                       ("snapshotKeyPrefix", "x/{cam}/"), ("snapshotKeyPrefix", "/abs/"),
+                       ("snapshotKeyPrefix", "a b/"), ("snapshotRegion", "mars"), ("s3EndpointUrl", "ftp://x"),
+                       ("snapshotMaxCount", 0), ("snapshotMaxBytes", -5), ("frameStaleSeconds", 0),
+                       ("retryMaxSeconds", -1)]:
+        with pytest.raises(ConfigError, match=f"configuration {key}="):
+            PublisherConfig().updated({key: value})
+
+
 # ------------------------------------------------------------------------------------------ spool
 
 
