@@ -33,7 +33,6 @@ from aiohttp import web
 from greenlens_common import topics
 from greenlens_common.ipc import IpcError
 from greenlens_common.runner import (
-    NOT_COMPONENT_KEYS,
     Runner,
     add_runner_arguments,
     argument_parser,
@@ -117,32 +116,6 @@ class _Runner(Runner[PublisherConfig]):
         assert self.ipc is not None and self.component is not None
         self.ipc.publish_to_iot_core(topic, payload, qos=self.component.config.mqtt_qos,
                                      timeout=self.args.ipc_timeout)
-
-    def validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
-        """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the one line that names
-        the bad setting (the deployment then fails with nothing changed). Its own thread: never the IPC one."""
-        try:
-            self.config_type().updated(self.overrides()).updated(
-                {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
-            accepted, message = True, f"{COMPONENT} accepts the configuration"
-        except ConfigError as exc:
-            accepted, message = False, f"{COMPONENT}: bad configuration: {exc}"
-        except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
-            accepted, message = False, f"{COMPONENT}: configuration cannot be checked: {exc!r}"
-        if accepted:
-            log.info("deployment %s: proposed configuration accepted", deployment_id)
-        else:
-            log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
-        assert self.ipc is not None
-        try:
-            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
-        except IpcError as exc:
-            log.error("%s", exc)
-
-    def on_validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
-        """The IPC callback: hands the check to a thread (an IPC call from the IPC thread would stall it)."""
-        threading.Thread(target=self.validate, args=(configuration, deployment_id), name="validate-configuration",
-                         daemon=True).start()
 
     # -- inputs
 
