@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,15 @@ class IotCoreLog:
         self.core = core
         self.cond = threading.Condition()
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self.times: list[float] = []
+        """time.monotonic() of each message, in the same order."""
         core.call_soon(lambda: core.host.iotcore.observe(self._seen))
 
     def _seen(self, message: Any) -> None:
         delivered = self.core.host.iotcore.connected  # publish() sends right after its observers, if connected
         with self.cond:
             self.messages.append((message.topic, json.loads(message.payload), delivered))
+            self.times.append(time.monotonic())
             self.cond.notify_all()
 
     def wait(self, predicate: Any, timeout: float = 30, what: str = "messages") -> list[tuple[str, dict, bool]]:
@@ -254,8 +258,8 @@ def test_while_iot_core_is_unreachable_messages_are_spooled_on_disk_and_sent_in_
                              token=register(core, "test.Feeder", {"accessControl": FEEDER_ACL}))
     iot = IotCoreLog(core)
     port = free_port()
-    proc = run_publisher(core, tmp_path, ring_dir, {
-        "port": port, "debounceResults": 2, "resultsPerSecond": 1000, "retryMaxSeconds": 1,
+    proc = run_publisher(core, tmp_path, ring_dir, {  # retryMaxSeconds: the default
+        "port": port, "debounceResults": 2, "resultsPerSecond": 1000,
         "spoolMaxMessages": 6, "accessControl": access_control("greenlens")})
     results_topic, events_topic = f"greenlens/{THING}/results", f"greenlens/{THING}/events"
     try:
@@ -285,13 +289,24 @@ def test_while_iot_core_is_unreachable_messages_are_spooled_on_disk_and_sent_in_
         on_disk = sorted((tmp_path / "work" / "spool").glob("*.json"))
         assert len(on_disk) == 6, "the spool is on disk, in the component's work dir"
 
+        # A long outage: the publisher tried often enough for its backoff to reach its longest wait.
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/api/status")["iot_core"]["send_failures"] >= 8, 60,
+                   "8 failed attempts while the broker is down")
+        outage_ended = time.monotonic()
         broker.start()
+        wait_until(lambda: core.host.iotcore.connected, 30, "the bridge to reconnect")
+        reconnected = time.monotonic()
         msgs = iot.wait(lambda ms: any(d and t == events_topic and m["kind"] == "spool_overflow"
                                        for t, m, d in ms), 60, "the spool to drain and the overflow event")
+        with iot.cond:
+            drained = iot.times[len(msgs) - 1]
     finally:
         stop_publisher(proc, tmp_path / "work")
         feeder_ipc.close()
         feeder.close()
+    print(f"broker back -> bridge reconnected {reconnected - outage_ended:.2f} s; reconnected -> spool drained "
+          f"{drained - reconnected:.2f} s")
+    assert drained - reconnected < 4.0, "the spool drains within seconds of IoT Core being reachable again"
     delivered = [(t, m) for t, m, d in msgs if d]
     seqs = [m["seq"] for t, m in delivered if t == results_topic]
     assert seqs == [1, 5, 6, 7, 8, 9], "the oldest (2, 3, 4) overflowed; the rest in order, once each"
@@ -326,3 +341,36 @@ def test_an_access_control_without_the_local_topics_is_errored_with_one_clear_li
     errors = [line for line in (tmp_path / "work" / "stderr.log").read_text().splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "cannot subscribe" in errors[0] and "greenlens/frames" in errors[0], errors
     assert "UnauthorizedError" in errors[0]
+
+
+def test_bad_settings_are_rejected_before_a_deployment_applies_them_and_good_ones_accepted(
+        core: Core, tmp_path: Path) -> None:
+    port = free_port()
+    proc = run_publisher(core, tmp_path, tmp_path, {"port": port, "accessControl": access_control("greenlens")})
+    hub = core.host.validation_hub
+
+    def validate(config: dict[str, Any], deployment: str) -> tuple[str, str]:
+        proposed = {"port": port, **config, "accessControl": access_control("greenlens")}
+        return core.run(hub.validate(NAME, proposed, deployment, 30), timeout=40)
+
+    try:
+        assert wait_state(core, "RUNNING")
+        status, message = validate({"port": 70000}, "d-port")
+        assert status == "REJECTED" and "port=70000" in message and "from 0 to 65535" in message
+        status, message = validate({"snapshotBucket": "My_Bucket"}, "d-bucket")
+        assert status == "REJECTED" and "snapshotBucket='My_Bucket'" in message and "S3 bucket name" in message
+        status, message = validate({"snapshotMaxCount": -1}, "d-retention")
+        assert status == "REJECTED" and "snapshotMaxCount=-1" in message
+        status, message = validate({"snapshotKeyPrefix": "g/{thing}/"}, "d-prefix")
+        assert status == "REJECTED" and "unknown: {thing}" in message
+        status, message = validate({"s3EndpointUrl": "localhost:4566"}, "d-endpoint")
+        assert status == "REJECTED" and "s3EndpointUrl" in message
+        status, message = validate({"snapshotBucket": "greenlens-snapshots", "snapshotMaxBytes": 1 << 20,
+                                    "s3EndpointUrl": "http://127.0.0.1:4566"}, "d-good")
+        assert status == "ACCEPTED", message
+        # Nothing was applied and nothing broke: still RUNNING, still on its port, the old settings in force.
+        status_doc = http_json(f"http://127.0.0.1:{port}/api/status")
+        assert status_doc["config"]["snapshotBucket"] == "" and status_doc["config"]["port"] == port
+        assert core.host.states[NAME][-1] == "RUNNING" and "ERRORED" not in core.host.states[NAME]
+    finally:
+        stop_publisher(proc, tmp_path / "work")

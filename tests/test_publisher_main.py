@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from greenlens_common import messages, topics
 
-from devsupport.ports import free_port
-from tests.support.publisher import Feeder, http_json, start_publisher, stop_publisher, wait_until
-
-
-class NoIpcPublisher:
-    """The publisher with --no-ipc: messages written to its stdin, its IoT Core lines collected from stdout."""
-
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.ring_dir = tmp_path / "shm"
-        self.ring_dir.mkdir(exist_ok=True)
-        self.work = tmp_path / "work"
-        self.port = free_port()
-        self.proc = start_publisher(self.work, "--no-ipc", "--port", str(self.port), *args,
-                                    env={"GREENLENS_RING_DIR": str(self.ring_dir)}, stdin=subprocess.PIPE)
-        self.cloud: list[dict[str, Any]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.cloud.append(json.loads(line))
-
-    def send(self, topic: str, message: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"topic": topic, "message": message}) + "\n")
-        self.proc.stdin.flush()
-
-    def status(self) -> dict[str, Any]:
-        return http_json(f"{self.url}/api/status")
-
-    def wait_status(self, check: Any, what: str, timeout: float = 30) -> dict[str, Any]:
-        def ready() -> dict[str, Any] | None:
-            status = self.status()
-            return status if check(status) else None
-
-        return wait_until(ready, timeout, what)
-
-    def stop(self) -> str:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        return stop_publisher(self.proc, self.work)
+from tests.support.publisher import Feeder, NoIpcPublisher, http_json, start_publisher, wait_until
 
 
 @pytest.fixture
@@ -95,7 +50,7 @@ def test_status_health_page_and_streams_before_and_after_frames(publisher: NoIpc
     with urllib.request.urlopen(f"{publisher.url}/", timeout=5) as resp:
         page = resp.read().decode()
     assert resp.headers["Content-Type"].startswith("text/html")
-    assert '/stream/project.mjpg' in page and '/stream/device.mjpg' in page and "/api/status" in page
+    assert "streams.project" in page and "/api/status" in page and "/health" in page
 
     feeder = Feeder(publisher.ring_dir)
     try:

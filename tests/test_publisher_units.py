@@ -163,6 +163,22 @@ def test_configuration_accepts_floats_and_names_the_bad_key() -> None:
             PublisherConfig().updated({key: value})
 
 
+def test_snapshot_settings_are_checked_and_the_key_prefix_is_filled_in() -> None:
+    cfg = PublisherConfig().updated({"snapshotBucket": "acme.lens-01", "snapshotRegion": "eu-west-1",
+                                     "s3EndpointUrl": "http://127.0.0.1:4566",
+                                     "snapshotKeyPrefix": "snaps/{thingName}/{camera}/"})
+    assert cfg.snapshot_prefix("thing-1", "front") == "snaps/thing-1/front/"
+    assert PublisherConfig().updated({"snapshotBucket": ""}).snapshot_bucket == "", "empty: no snapshots"
+    for key, value in [("snapshotBucket", "ab"), ("snapshotBucket", "Upper"), ("snapshotBucket", "a..b"),
+                       ("snapshotBucket", "192.168.1.1"), ("snapshotBucket", "-abc"), ("snapshotBucket", 7),
+                       ("snapshotKeyPrefix", "x/{cam}/"), ("snapshotKeyPrefix", "/abs/"),
+                       ("snapshotKeyPrefix", "a b/"), ("snapshotRegion", "mars"), ("s3EndpointUrl", "ftp://x"),
+                       ("snapshotMaxCount", 0), ("snapshotMaxBytes", -5), ("frameStaleSeconds", 0),
+                       ("retryMaxSeconds", -1)]:
+        with pytest.raises(ConfigError, match=f"configuration {key}="):
+            PublisherConfig().updated({key: value})
+
+
 # ------------------------------------------------------------------------------------------ spool
 
 
@@ -252,18 +268,38 @@ def test_a_full_disk_is_a_clear_log_line_and_a_counted_drop_not_a_crash(
         tiny_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
     spool = Spool(tiny_disk / "spool", max_bytes=10 << 20, max_messages=10_000)
     with caplog.at_level(logging.ERROR, "greenlens.publisher.spool"):
-        results = [spool.append(msg(i, size=4000)) for i in range(40)]
-    assert results[0] and not all(results), "the first fit, later ones hit the full disk"
-    assert spool.failed["result"] == results.count(False)
+        events = [spool.append(msg(i, "event", size=4000)) for i in range(40)]
+    assert events[0] and not all(events), "the first fit, later ones hit the full disk"
+    assert spool.failed["event"] == events.count(False)
     assert "the disk is full" in caplog.text and str(tiny_disk / "spool") in caplog.text
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, "one clear line, not one per message"
     kept = len(spool)
-    assert kept == results.count(True)
+    assert kept == events.count(True)
     assert not list(tiny_disk.glob("spool/*.tmp")), "no partial files left behind"
+    assert not spool.append(msg(99, "result", size=4000)), "a result does not push out an event"
+    assert spool.failed["result"] == 1 and len(spool) == kept
     spool.pop()
     assert spool.append(msg(100, size=100)), "writes work again once there is room"
     assert spool.status()["error"] is None
+
+
+def test_on_a_full_disk_events_are_kept_ahead_of_older_results(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk / "spool", max_bytes=10 << 20, max_messages=10_000)
+    results = 0
+    while spool.append(msg(results, "result", size=4000)) and spool.dropped_for_space["result"] == 0:
+        results += 1  # until the disk is full (results then make room for newer results)
+    assert results > 3
+    for i in range(3):
+        assert spool.append(msg(1000 + i, "event", size=4000)), "an event takes the room of the oldest result"
+    assert spool.failed == {}, "no event dropped"
+    kinds = []
+    while (m := spool.peek()) is not None:
+        kinds.append(m.kind)
+        spool.pop(m.number)
+    assert kinds.count("event") == 3 and kinds[-3:] == ["event"] * 3, "in order, the events after the results"
+    status = spool.status()
+    assert status["removed_disk_full"]["result"] == status["overflowed"]["result"] >= 3, "counted"
 
 
 # ------------------------------------------------------------------------------------------ outbox

@@ -19,6 +19,8 @@ from greenlens_common import messages
 from greenlens_common.ipc import SOCKET_ENV, TOKEN_ENV
 from greenlens_common.ring import RingWriter
 
+from devsupport.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 COMPONENT_PATH = os.pathsep.join(str(REPO / "components" / p) for p in ("publisher", "common"))
@@ -40,8 +42,9 @@ def photos(n: int, width: int = 320, height: int = 240) -> list[np.ndarray]:
 
 def start_publisher(work_dir: Path, *args: str, env: dict[str, str] | None = None,
                     stdin: int | None = None) -> subprocess.Popen[str]:
-    """The publisher as its own process, in ``work_dir`` (its spool goes there); stderr to work_dir/stderr.log."""
-    full_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, SOCKET_ENV)}
+    """The publisher as its own process, in ``work_dir`` (its spool goes there); stderr to work_dir/stderr.log.
+    It gets no AWS_* variable of this process (as under a nucleus: only those ``env`` gives it)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, SOCKET_ENV) and not k.startswith("AWS_")}
     full_env.update(PYTHONPATH=COMPONENT_PATH, **(env or {}))
     work_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, "-m", "greenlens_publisher", *args], cwd=work_dir, env=full_env,
@@ -88,8 +91,9 @@ class Feeder:
     """Writes real photos into a real ring and builds the frame descriptors and results that go with them."""
 
     def __init__(self, ring_dir: Path, name: str = "test-frames", width: int = 320, height: int = 240,
-                 slots: int = 4) -> None:
+                 slots: int = 4, source: str = "test-camera") -> None:
         self.ring = RingWriter(name, width=width, height=height, slot_count=slots, directory=ring_dir)
+        self.source = source
         self.images = photos(8, width, height)
         self.seq = 0
 
@@ -98,7 +102,7 @@ class Feeder:
         image = self.images[(self.seq - 1) % len(self.images)]
         captured_at = time.time()
         slot, slot_seq = self.ring.write(image, captured_at=captured_at)
-        return messages.frame_message(source="test-camera", seq=self.seq, captured_at=captured_at,
+        return messages.frame_message(source=self.source, seq=self.seq, captured_at=captured_at,
                                       width=image.shape[1], height=image.shape[0], dropped=0,
                                       ring=(self.ring.name, slot, slot_seq))
 
@@ -113,3 +117,45 @@ class Feeder:
 
     def close(self) -> None:
         self.ring.close()
+
+
+class NoIpcPublisher:
+    """The publisher with --no-ipc: messages written to its stdin, its IoT Core lines collected from stdout."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, work: str = "work") -> None:
+        self.ring_dir = tmp_path / "shm"
+        self.ring_dir.mkdir(exist_ok=True)
+        self.work = tmp_path / work
+        self.port = free_port()
+        self.proc = start_publisher(self.work, "--no-ipc", "--port", str(self.port), *args,
+                                    env={"GREENLENS_RING_DIR": str(self.ring_dir), **(env or {})},
+                                    stdin=subprocess.PIPE)
+        self.cloud: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.cloud.append(json.loads(line))
+
+    def send(self, topic: str, message: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"topic": topic, "message": message}) + "\n")
+        self.proc.stdin.flush()
+
+    def status(self) -> dict[str, Any]:
+        return http_json(f"{self.url}/api/status")
+
+    def wait_status(self, check: Any, what: str, timeout: float = 30) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            status = self.status()
+            return status if check(status) else None
+
+        return wait_until(ready, timeout, what)
+
+    def stop(self) -> str:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        return stop_publisher(self.proc, self.work)

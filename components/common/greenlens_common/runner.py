@@ -160,6 +160,44 @@ class Runner(Generic[C]):
         self.report("ERRORED")
         return EXIT_FAILED
 
+    # -- proposed configurations (SubscribeToValidateConfigurationUpdates)
+
+    def check_proposed(self, config: C) -> None:
+        """More checks of a proposed configuration than its parsers make (raise to refuse it)."""
+
+    def refusal(self, exc: Exception) -> str | None:
+        """The one line that says why ``exc`` refuses a proposed configuration; None: not a refusal."""
+        if isinstance(exc, ConfigError):
+            return f"{self.name}: bad configuration: {exc}"
+        return None
+
+    def validate_proposed(self, configuration: dict[str, Any], deployment_id: str) -> None:
+        """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the one line that names
+        the bad setting (the deployment then fails with nothing changed)."""
+        try:
+            config: C = self.config_type().updated(self.overrides()).updated(
+                {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
+            self.check_proposed(config)
+            accepted, message = True, f"{self.name} accepts the configuration"
+        except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
+            line = self.refusal(exc)
+            accepted, message = False, line or f"{self.name}: configuration cannot be checked: {exc!r}"
+        if accepted:
+            self.log.info("deployment %s: proposed configuration accepted", deployment_id)
+        else:
+            self.log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
+        assert self.ipc is not None
+        try:
+            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
+        except IpcError as exc:
+            self.log.error("%s", exc)
+
+    def on_validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
+        """The SubscribeToValidateConfigurationUpdates callback (an IPC thread): the check runs on a thread of
+        its own, since an IPC call made from the IPC thread would stall the connection."""
+        threading.Thread(target=self.validate_proposed, args=(configuration, deployment_id),
+                         name="validate-configuration", daemon=True).start()
+
     def request_reload(self, key_path: list[str]) -> None:
         """The configuration update callback (an IPC thread)."""
         self.log.info("configuration changed (%s)", "/".join(key_path) or "all")

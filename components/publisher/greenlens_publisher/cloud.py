@@ -2,8 +2,10 @@
 
 ``send(topic, payload)`` is PublishToIoTCore (or stdout in development); it raises when IoT Core does not
 take the message. While the spool holds anything, every new message goes behind it, so the order is
-kept; a thread retries the spool's head with exponential backoff (up to ``retry_max`` seconds) and
-drains it once a send succeeds. After an outage in which the spool overflowed, an ``spool_overflow``
+kept; a thread retries the spool's head with exponential backoff (from ``retry_initial`` up to
+``retry_max`` seconds, 2 by default: an attempt while offline fails at once, so trying often costs nothing
+and the spool drains within ``retry_max`` seconds of IoT Core being reachable again) and drains it, one
+message after the other without a pause, once a send succeeds. After an outage in which the spool overflowed, an ``spool_overflow``
 event says how many messages were lost.
 """
 
@@ -13,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,7 +56,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
 class CloudOutbox:
     """See the module docstring. ``submit`` never blocks; a thread does the sending."""
 
-    def __init__(self, send: Send, spool: Spool, *, retry_max: float = 30.0, retry_initial: float = 0.5,
+    def __init__(self, send: Send, spool: Spool, *, retry_max: float = 2.0, retry_initial: float = 0.25,
                  queue_limit: int = 1000, events_topic: str = "greenlens/unknown/events") -> None:
         self.send = send
         self.spool = spool
@@ -70,11 +72,13 @@ class CloudOutbox:
         self._reported_overflow = 0
         self.online = True
         self.sent = 0
+        self.sent_by_kind: Counter[str] = Counter()
         self.send_failures = 0
         self.too_large = 0
         self.events_topic = events_topic
         """Where the ``spool_overflow`` event goes (the owner updates it with the topic prefix)."""
         self.last_error: str | None = None
+        self.offline_since: float | None = None
         if len(spool):
             self.online = False  # messages left from before go first
 
@@ -178,11 +182,13 @@ class CloudOutbox:
             with self._cond:
                 if self.online:
                     log.warning("IoT Core unreachable, spooling to %s: %s", self.spool.directory, exc)
+                    self.offline_since = time.monotonic()
                 self.online = False
-                self._retry_at = time.monotonic() + self._delay
+                self._retry_at = time.monotonic() + min(self._delay, self.retry_max)
                 self._delay = min(self._delay * 2, self.retry_max)
             return False
         self.sent += 1
+        self.sent_by_kind[item.kind] += 1
         with self._cond:
             self._delay = self.retry_initial
             if not self.online and not len(self.spool):
@@ -193,7 +199,9 @@ class CloudOutbox:
         with self._cond:
             self.online = True
             self._delay = self.retry_initial
-        log.info("IoT Core reachable again: the spool is sent (%d sent so far)", self.sent)
+            offline, self.offline_since = self.offline_since, None
+        took = f" after {time.monotonic() - offline:.1f} s offline" if offline is not None else ""
+        log.info("IoT Core reachable again%s: the spool is sent (%d sent so far)", took, self.sent)
         self._report_losses()
 
     def _report_losses(self) -> None:

@@ -105,6 +105,12 @@ class LatestImage:
             self.version += 1
         self._changed()
 
+    def touch(self) -> None:
+        """Wake the viewers without a new image (what they should show changed elsewhere)."""
+        with self._lock:
+            self.version += 1
+        self._changed()
+
     def _changed(self) -> None:
         for callback in list(self._listeners):
             callback()

@@ -46,12 +46,20 @@ from .web import make_app
 
 log = logging.getLogger("greenlens.publisher")
 
+CAMERAS_TOPIC: str = getattr(topics, "CAMERAS", "greenlens/cameras")
+"""Each camera's status (``source``, ``state``, ``reason``), published by greenlens.Capture."""
+
 THING_ENV = "AWS_IOT_THING_NAME"
 
 _ARG_KEYS = {"host": "host", "port": "port", "topic_prefix": "topicPrefix",
              "results_per_second": "resultsPerSecond", "debounce_results": "debounceResults",
              "spool_dir": "spoolDir", "spool_max_bytes": "spoolMaxBytes",
-             "spool_max_messages": "spoolMaxMessages", "mqtt_qos": "mqttQos"}
+             "spool_max_messages": "spoolMaxMessages", "mqtt_qos": "mqttQos",
+             "snapshot_bucket": "snapshotBucket", "snapshot_key_prefix": "snapshotKeyPrefix",
+             "snapshot_region": "snapshotRegion", "s3_endpoint_url": "s3EndpointUrl",
+             "snapshot_dir": "snapshotDir", "snapshot_max_count": "snapshotMaxCount",
+             "snapshot_max_bytes": "snapshotMaxBytes", "retry_max_seconds": "retryMaxSeconds",
+             "frame_stale_seconds": "frameStaleSeconds"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,6 +76,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--spool-dir", help="spool folder (relative to the work dir, the current directory)")
     ap.add_argument("--spool-max-bytes")
     ap.add_argument("--spool-max-messages")
+    ap.add_argument("--snapshot-bucket", help="S3 bucket of the event snapshots (default: none)")
+    ap.add_argument("--snapshot-key-prefix", help="key prefix, with {thingName} and {camera} placeholders")
+    ap.add_argument("--snapshot-region")
+    ap.add_argument("--s3-endpoint-url", help="an S3 endpoint override (e.g. the local control plane's)")
+    ap.add_argument("--snapshot-dir", help="the snapshot store's folder (relative to the work dir)")
+    ap.add_argument("--snapshot-max-count")
+    ap.add_argument("--snapshot-max-bytes")
+    ap.add_argument("--retry-max-seconds")
+    ap.add_argument("--frame-stale-seconds", help="/health calls a camera stale after this long without a frame")
     ap.add_argument("--ring-dir", help="directory of the frame ring (default $GREENLENS_RING_DIR or /dev/shm)")
     add_runner_arguments(ap)
     return ap.parse_args(argv)
@@ -164,17 +181,26 @@ class _Runner(Runner[PublisherConfig]):
         dispatch = {topics.FRAMES: component.on_frame, topics.RESULTS: component.on_result,
                     topics.EVENTS: component.on_event}
         if self.ipc is None:
+            dispatch[CAMERAS_TOPIC] = component.on_camera
             threading.Thread(target=self.read_stdin, args=(dispatch,), name="publisher-stdin", daemon=True).start()
         else:
             ipc = self.ipc
+            component.ipc_problem = "subscribing"
             try:
                 await self.loop.run_in_executor(None, lambda: [ipc.subscribe_json(t, h) for t, h in dispatch.items()])
                 await self.loop.run_in_executor(None, lambda: ipc.subscribe_to_configuration_update(
                     self.request_reload))
+                await self.loop.run_in_executor(None, lambda: ipc.subscribe_to_validate_configuration_updates(
+                    self.on_validate))
             except IpcError as exc:
                 return self.failed(f"greenlens.StreamPublisher cannot subscribe: {exc} (does the recipe's "
                                    "accessControl grant aws.greengrass#SubscribeToTopic on greenlens/frames, "
                                    "greenlens/results and greenlens/events?)")
+            try:  # camera status is optional: a recipe (or a Capture) without it still runs
+                await self.loop.run_in_executor(None, lambda: ipc.subscribe_json(CAMERAS_TOPIC, component.on_camera))
+            except IpcError as exc:
+                log.warning("no camera status (%s): the page and /health judge cameras by their frames only", exc)
+            component.ipc_problem = None
         runner = web.AppRunner(make_app(component), access_log=None)
         await runner.setup()
         try:
@@ -203,7 +229,8 @@ class _Runner(Runner[PublisherConfig]):
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         where = ", ".join(f"http://{a[0]}:{a[1]}/" for a in runner.addresses if isinstance(a, tuple)) or site.name
-        log.info("serving %s (streams /stream/project.mjpg, /stream/device.mjpg; /api/status)", where)
+        log.info("serving %s (per camera streams /cameras/<id>/project.mjpg and device.mjpg, the first camera's "
+                 "on /stream/project.mjpg and /stream/device.mjpg; /api/status, /metrics, /health)", where)
         return site
 
     async def _reconfigure(self, runner: web.AppRunner, site: web.TCPSite) -> web.TCPSite:

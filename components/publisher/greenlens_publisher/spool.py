@@ -4,8 +4,10 @@ One file per message, ``<12-digit number>.json`` in the spool folder: the number
 survives a restart (a new spool object scans the folder). A file is written under a temporary name and
 renamed, so a crash never leaves half a message. Bounds: a number of messages and of bytes; a message
 that does not fit makes the oldest result overflow (events overflow only when no result is left; all
-are counted by kind, never dropped silently). The message being sent is never pushed out. A folder
-that cannot be created or written, or a full disk, is one clear log line and a counted drop, not a crash.
+are counted by kind, never dropped silently). The message being sent is never pushed out. A full disk
+frees room the same way: the oldest spooled results are removed (counted as ``disk_full`` overflow) so
+that a new event still fits, and a new result is dropped rather than an event; a folder that cannot be
+created or written is one clear log line and a counted drop, not a crash.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Spool:
         """Messages pushed out (the oldest first) to make room, by kind."""
         self.failed: Counter[str] = Counter()
         """Messages that could not be written (full disk, unwritable folder), by kind."""
+        self.dropped_for_space: Counter[str] = Counter()
+        """Of the overflowed messages, those removed because the disk was full, by kind."""
         self.corrupt = 0
         self.error: str | None = None
         """The last write problem, for /api/status (None once writes work again)."""
@@ -74,6 +78,7 @@ class Spool:
                 "dir": str(self.directory), "messages": len(self._index), "bytes": self._bytes,
                 "max_messages": self.max_messages, "max_bytes": self.max_bytes,
                 "overflowed": dict(self.overflowed), "write_failed": dict(self.failed),
+                "removed_disk_full": dict(self.dropped_for_space),
                 "corrupt": self.corrupt, "error": self.error,
             }
 
@@ -127,17 +132,42 @@ class Spool:
             self._bytes -= old_size
             self.overflowed[kind] += 1
 
-    def _victim(self) -> int | None:
-        """Index of the oldest result not being sent, else of the oldest other message not being sent."""
+    def _victim(self, kind: str | None = None) -> int | None:
+        """Index of the oldest result not being sent, else (unless only ``kind`` will do) of the oldest other
+        message not being sent."""
         fallback = None
-        for i, (number, _, kind) in enumerate(self._index):
+        for i, (number, _, k) in enumerate(self._index):
             if number == self._inflight:
                 continue
-            if kind == "result":
+            if k == "result":
                 return i
-            if fallback is None:
+            if fallback is None and kind is None:
                 fallback = i
         return fallback
+
+    def _write(self, path: Path, data: bytes) -> OSError | None:
+        tmp = path.with_suffix(".tmp")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            _unlink(tmp)
+            return exc
+        return None
+
+    def _drop_locked(self, index: int) -> None:
+        number, size, kind = self._index[index]
+        del self._index[index]
+        _unlink(self._path(number))
+        self._bytes -= size
+        self.overflowed[kind] += 1
+        self.dropped_for_space[kind] += 1
+        n = sum(self.dropped_for_space.values())
+        if n == 1 or n % 100 == 0:
+            log.error("spool: the disk is full: the oldest spooled %s was removed to keep newer messages "
+                      "(%d removed so far)", kind, n)
 
     @staticmethod
     def _kind_of(path: Path) -> str:
@@ -159,16 +189,17 @@ class Spool:
             self._make_room(len(data))
             number = self._next
             path = self._path(number)
-            tmp = path.with_suffix(".tmp")
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except OSError as exc:
-                _unlink(tmp)
+            while True:
+                problem = self._write(path, data)
+                if problem is None:
+                    break
+                full = problem.errno in (errno.ENOSPC, errno.EDQUOT)
+                victim = self._victim(kind="result") if full else None
+                if victim is not None:  # a full disk: the oldest result makes room for this message
+                    self._drop_locked(victim)
+                    continue
                 self.failed[message.kind] += 1
-                why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+                why = "the disk is full" if full else (problem.strerror or str(problem))
                 self.error = f"cannot write {path}: {why}"
                 n = sum(self.failed.values())
                 if n == 1 or n % 100 == 0:
