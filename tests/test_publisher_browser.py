@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from greenlens_common import topics
+from greenlens_common import messages, topics
 
 from devsupport.ports import free_port
 from tests.support.browser import chromium
@@ -111,8 +111,8 @@ def test_the_page_shows_a_tile_per_camera_with_its_verdict_status_and_moving_str
             assert [li.text for li in topk] == ["0.900 not hotdog", "0.100 hotdog"]
             wait.until(lambda d: "ms" in d.find_element(By.ID, "latency").text)
 
-            feed.send(CAMERAS_TOPIC, {"source": "back yard", "state": "reconnecting",
-                                      "reason": "rtsp://yard: connection refused"})
+            feed.send(CAMERAS_TOPIC, messages.camera_message(camera="back yard", state="reconnecting",
+                                                             detail="rtsp://yard: connection refused"))
             state = yard.find_element(By.CSS_SELECTOR, ".state")
             wait.until(lambda d: state.text.startswith("reconnecting") and "connection refused" in state.text,
                        message="the tile shows the camera's status from greenlens/cameras")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from greenlens_common import topics
+from greenlens_common import messages, topics
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.publisher import Feeder, NoIpcPublisher, wait_until
@@ -106,7 +106,8 @@ def test_health_names_the_unhealthy_part_with_a_load_balancer_status(publisher: 
         assert body["status"] == "ok" and set(body["parts"]["cameras"]["cameras"]) == {"cam-a", "cam-b"}
         assert body["parts"]["iot_core"]["ok"] and body["parts"]["ipc"]["ok"] and body["parts"]["s3"]["ok"]
 
-        publisher.send(CAMERAS_TOPIC, {"source": "cam-b", "state": "missing", "reason": "/dev/video7: no such device"})
+        publisher.send(CAMERAS_TOPIC, messages.camera_message(camera="cam-b", state="missing",
+                                                              detail="/dev/video7: no such device", source="/dev/video7"))
         code, body = wait_until(lambda: (lambda h: h if h[0] == 503 else None)(health(publisher.url)), 30,
                                 "cam-b unhealthy")
         assert body["unhealthy"] == ["cameras"]

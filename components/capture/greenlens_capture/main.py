@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,20 +81,6 @@ class _Runner(ThreadRunner[CaptureSettings]):
             return
         cameras.enable_flow_control()
 
-    def validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
-        """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the line that names the
-        camera and the setting (the deployment then fails and nothing changes). Its own thread: the IPC
-        thread must not wait for the answer's answer."""
-        try:
-            settings = self.proposed_config(configuration)
-            accepted = True
-            message = f"greenlens.Capture accepts the configuration ({len(settings.cameras)} camera(s))"
-        except ConfigError as exc:
-            accepted, message = False, f"greenlens.Capture: bad configuration: {exc}"
-        except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
-            accepted, message = False, f"greenlens.Capture: configuration cannot be checked: {exc!r}"
-        self.answer_validation(deployment_id, accepted, message)
-
     def run(self) -> int:
         if self.args.no_ipc:
             return self.serve(lambda: self._run(self.publish_stdout, self.publish_stdout))
@@ -105,10 +90,7 @@ class _Runner(ThreadRunner[CaptureSettings]):
              publish_status: Callable[[str, dict[str, Any]], None]) -> int:
         if self.ipc is not None:
             self.ipc.subscribe_to_configuration_update(self.request_reload)
-            self.ipc.subscribe_to_validate_configuration_updates(
-                lambda configuration, deployment_id: threading.Thread(
-                    target=self.validate, args=(configuration, deployment_id), name="validate-configuration",
-                    daemon=True).start())
+            self.ipc.subscribe_to_validate_configuration_updates(self.on_validate)
         try:
             settings = self.load_config()
         except (ConfigError, IpcError) as exc:

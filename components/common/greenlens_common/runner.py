@@ -175,22 +175,12 @@ class Runner(Generic[C]):
         """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the one line that names
         the bad setting (the deployment then fails with nothing changed)."""
         try:
-            config: C = self.config_type().updated(self.overrides()).updated(
-                {k: v for k, v in configuration.items() if k not in NOT_COMPONENT_KEYS})
-            self.check_proposed(config)
+            self.check_proposed(self.proposed_config(configuration))
             accepted, message = True, f"{self.name} accepts the configuration"
         except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
             line = self.refusal(exc)
             accepted, message = False, line or f"{self.name}: configuration cannot be checked: {exc!r}"
-        if accepted:
-            self.log.info("deployment %s: proposed configuration accepted", deployment_id)
-        else:
-            self.log.error("deployment %s: proposed configuration rejected: %s", deployment_id, message)
-        assert self.ipc is not None
-        try:
-            self.ipc.send_configuration_validity_report(deployment_id, accepted, message)
-        except IpcError as exc:
-            self.log.error("%s", exc)
+        self.answer_validation(deployment_id, accepted, message)
 
     def on_validate(self, configuration: dict[str, Any], deployment_id: str) -> None:
         """The SubscribeToValidateConfigurationUpdates callback (an IPC thread): the check runs on a thread of

@@ -74,6 +74,7 @@ class _Runner(ThreadRunner[InferenceConfig]):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
         self.fatal: Exception | None = None  # set with wake: the component cannot publish
+        self.component: InferenceComponent | None = None  # set once it runs under the nucleus
 
     def on_fatal(self, exc: Exception) -> None:
         self.fatal = exc
@@ -103,20 +104,16 @@ class _Runner(ThreadRunner[InferenceConfig]):
         component.report_error(kind, line)
         return line
 
-    def validate(self, component: InferenceComponent, configuration: dict[str, Any], deployment_id: str) -> None:
-        """Answer a deployment's proposed configuration: ACCEPTED, or REJECTED with the one line that says why
-        (the deployment then fails and nothing changes). Runs on its own thread: loading a model and its
-        golden check take a while, and the IPC thread must not wait."""
-        try:
-            component.validate(self.proposed_config(configuration))
-            accepted, message = True, "greenlens.Inference accepts the configuration"
-        except BundleError as exc:
-            accepted, message = False, f"greenlens.Inference: model refused: {exc}"
-        except ConfigError as exc:
-            accepted, message = False, f"greenlens.Inference: bad configuration: {exc}"
-        except Exception as exc:  # an unexpected failure must still answer, or the deployment waits for nothing
-            accepted, message = False, f"greenlens.Inference: configuration cannot be checked: {exc!r}"
-        self.answer_validation(deployment_id, accepted, message)
+    def check_proposed(self, config: InferenceConfig) -> None:
+        """A proposed configuration's model is loaded and golden-checked as it would run (loading a model and
+        its golden check take a while: Runner.on_validate answers on a thread of its own)."""
+        assert self.component is not None
+        self.component.validate(config)
+
+    def refusal(self, exc: Exception) -> str | None:
+        if isinstance(exc, BundleError):
+            return f"greenlens.Inference: model refused: {exc}"
+        return super().refusal(exc)
 
     # -- running
 
@@ -135,10 +132,8 @@ class _Runner(ThreadRunner[InferenceConfig]):
         ipc = self.ipc
         ipc.subscribe_to_configuration_update(self.request_reload)
         component = InferenceComponent(self.publish_ipc_nowait, ring_dir=self.args.ring_dir, on_fatal=self.on_fatal)
-        ipc.subscribe_to_validate_configuration_updates(
-            lambda configuration, deployment_id: threading.Thread(
-                target=self.validate, args=(component, configuration, deployment_id), name="validate-configuration",
-                daemon=True).start())
+        self.component = component
+        ipc.subscribe_to_validate_configuration_updates(self.on_validate)
         subscription: Subscription | None = None
         subscribed_topic: str | None = None
         healthy = False

@@ -121,19 +121,16 @@ class Cameras:
             camera.device.quality = camera.project.quality = jpeg_quality
 
     def set_status(self, msg: Mapping[str, Any]) -> Camera | None:
-        """A ``greenlens/cameras`` message (read by field: ``source``, ``state``, ``reason``, optional
-        ``skipped``); None when it names no camera."""
-        source = msg.get("source") or msg.get("camera")
+        """A ``greenlens.camera/1`` message from greenlens.Capture (``camera``: the id its frames carry as
+        ``source``; ``state``; ``detail``: the reason); None when it names no camera."""
+        source = msg.get("camera")
         if not isinstance(source, str) or not source:
             return None
         camera = self.get(source)
-        state = msg.get("state") or msg.get("status")
+        state = msg.get("state")
         if isinstance(state, str) and state:
             camera.status.state = state
-        reason = msg.get("reason") or msg.get("detail")
+        reason = msg.get("detail")
         camera.status.reason = reason if isinstance(reason, str) else ""
-        skipped = msg.get("skipped")
-        if isinstance(skipped, int | float) and not isinstance(skipped, bool):
-            camera.status.skipped = int(skipped)
         camera.status.at = time.time()
         return camera

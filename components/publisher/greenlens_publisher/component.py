@@ -178,6 +178,8 @@ class PublisherComponent:
         self.exposition.histograms.observe(camera.source, msg, now)
         with self._cond:
             camera.metrics.result(msg, now)
+            if isinstance(msg.get("skipped"), int):  # Inference's running total for this camera
+                camera.status.skipped = msg["skipped"]
             if len(self._results) >= RESULTS_QUEUED:
                 self._results.popleft()
                 self.results_overflowed += 1
@@ -192,15 +194,14 @@ class PublisherComponent:
         self.outbox.submit(self.events_topic, msg, "event")
 
     def on_camera(self, msg: Any, topic: str = "") -> None:
-        """A camera's status from greenlens.Capture (``source``, ``state``, ``reason``), shown on the page,
-        /health and /metrics."""
-        if not isinstance(msg, Mapping):
-            self.invalid_messages += 1
+        """A camera's status from greenlens.Capture (greenlens.camera/1), shown on the page, /health and
+        /metrics."""
+        if not self._valid(msg, messages.CAMERA):
             return
         camera = self.cameras.set_status(msg)
         if camera is None:
             self.invalid_messages += 1
-            log.warning("ignored a camera status without a source: %r", dict(msg))
+            log.warning("ignored a camera status without a camera id: %r", dict(msg))
         elif camera.status.state != "connected":
             log.info("camera %s: %s%s", camera.source, camera.status.state,
                      f" ({camera.status.reason})" if camera.status.reason else "")
