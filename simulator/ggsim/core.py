@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import NUCLEUS_VERSION
-from .aws.catalogue import SHADOW_MANAGER, BuiltinComponents, builtin_versions
+from .aws.catalogue import NUCLEUS, SHADOW_MANAGER, BuiltinComponents, builtin_versions
 from .aws.credentials import (
     FULL_URI_VARIABLE,
     CredentialsServer,
@@ -52,7 +52,6 @@ from .ipc.server import IpcServer
 from .nucleus.config import ConfigStore
 from .nucleus.config_journal import ConfigJournal
 from .nucleus.deployment import DeploymentManager, UpdateHub, ValidationHub
-from .nucleus.deployment.service import NUCLEUS_COMPONENT
 from .nucleus.kernel import Kernel
 from .nucleus.layout import RootLayout
 from .nucleus.platform import detect_platform
@@ -163,7 +162,7 @@ class Core:
     def _configured_user(self) -> str | None:
         """The nucleus's ``runWithDefault.posixUser`` (a deployment may set it), None when unset."""
         try:
-            value = self.config.get(NUCLEUS_COMPONENT, ["runWithDefault", "posixUser"])
+            value = self.config.get(NUCLEUS, ["runWithDefault", "posixUser"])
         except KeyError:
             return None
         return str(value) if value not in (None, "") else None
