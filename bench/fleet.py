@@ -51,7 +51,7 @@ def run(cores: int = CORES) -> dict[str, Any]:
     from devsupport.mosquitto import Mosquitto
 
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    broker = Mosquitto(work / "mosquitto")
+    broker = Mosquitto(work)
     clock = Clock(CLOCK_SCALE)
     plane = ControlPlane(region=REGION, clock=clock, broker_url=broker.url).start()
     fleet = Fleet(work / "cores", broker.url, plane.url, count=cores, prefix="bench", region=REGION,
