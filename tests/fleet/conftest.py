@@ -1,4 +1,4 @@
-"""Real ggsim cores (``ggsim up --fleet`` processes) on a real Mosquitto, a control plane at clock scale 6
+"""Real ggsim cores (``ggsim up --fleet`` processes) on a real Mosquitto, ``ggcloud up`` at clock scale 6
 (a roll-out minute lasts 10 s, long enough for a core to fail before the next wave), and boto3 clients
 pointed at it with endpoint_url. Components are published through boto3 like any user's: the artifact
 into S3, the recipe (with the artifact's SHA-256 digest) by CreateComponentVersion."""
@@ -9,17 +9,21 @@ import base64
 import hashlib
 import itertools
 import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from ggcloud.clock import Clock
-from ggcloud.server import ControlPlane
 from ggsim.fleet.launcher import Fleet, register
 
+from devsupport.ports import free_port
 from tests.cloud.fake_fleet import wait_until
 from tests.support.mosquitto import Mosquitto
 
@@ -41,29 +45,56 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     mosquitto.stop()
 
 
+@dataclass
+class Plane:
+    url: str
+
+
 @pytest.fixture(scope="session")
-def plane(broker: Mosquitto) -> Iterator[ControlPlane]:
-    with ControlPlane(region=REGION, clock=Clock(CLOCK_SCALE), broker_url=broker.url) as cp:
-        yield cp
+def plane(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    """``ggcloud up`` in its own process (moto's state is one per process: tests/cloud's stays apart)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("ggcloud") / "ggcloud.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "ggcloud", "up", "--port", str(port), "--mqtt", broker.url,
+                                    "--clock-scale", str(CLOCK_SCALE), "-v"], stdout=out, stderr=subprocess.STDOUT)
+    plane = Plane(f"http://127.0.0.1:{port}")
+    try:
+        wait_until(lambda: process.poll() is not None or _answers(plane.url), 30, "ggcloud listening")
+        assert process.poll() is None, log.read_text()
+        yield plane
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
-def client(plane: ControlPlane, service: str) -> Any:
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def client(plane: Plane, service: str) -> Any:
     return boto3.client(service, endpoint_url=plane.url, region_name=REGION, aws_access_key_id="testing",
                         aws_secret_access_key="testing")
 
 
 @pytest.fixture(scope="session")
-def gg(plane: ControlPlane) -> Any:
+def gg(plane: Plane) -> Any:
     return client(plane, "greengrassv2")
 
 
 @pytest.fixture(scope="session")
-def iot(plane: ControlPlane) -> Any:
+def iot(plane: Plane) -> Any:
     return client(plane, "iot")
 
 
 @pytest.fixture(scope="session")
-def s3(plane: ControlPlane) -> Any:
+def s3(plane: Plane) -> Any:
     s3 = client(plane, "s3")
     s3.create_bucket(Bucket=BUCKET)
     return s3
@@ -105,7 +136,7 @@ def installed(gg: Any, thing: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def fleet(plane: ControlPlane, broker: Mosquitto, iot: Any, gg: Any,
+def fleet(plane: Plane, broker: Mosquitto, iot: Any, gg: Any,
           tmp_path: Path) -> Iterator[Callable[..., tuple[list[str], Fleet]]]:
     """``fleet(n, groups=[...])``: n ggsim cores registered in a new group (and ``groups``), started, and
     reporting to the control plane; returns (group ARNs, the Fleet)."""

@@ -42,7 +42,7 @@ def test_a_core_in_two_groups_runs_the_union_of_their_root_components(gg, s3, io
     first, second = unique("test.First"), unique("test.Second")
     publish(gg, s3, first, "1.0.0", READY)
     publish(gg, s3, second, "2.0.0", READY)
-    other = unique("group")
+    other = unique("othergroup")
     other_arn = iot.create_thing_group(thingGroupName=other)["thingGroupArn"]
     [group, _], cores = fleet(1, groups=[other])
     [thing] = cores.things
@@ -70,3 +70,13 @@ def test_a_core_killed_mid_roll_out_times_out_and_shows_unhealthy(gg, s3, fleet)
                "the execution TIMED_OUT")
     assert [d["coreDeviceThingName"] for d in gg.list_core_devices(status="UNHEALTHY")["coreDevices"]
             if d["coreDeviceThingName"] == member.thing] == [member.thing]
+
+
+def test_a_fleet_member_without_a_broker_is_refused_naming_the_option(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ggsim", "--root", str(tmp_path / "root"), "up",
+                           "--fleet", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "--fleet" in done.stderr and "--mqtt-broker" in done.stderr, done.stderr
