@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from ggsim.fleet.launcher import Fleet, register
 
 from devsupport.ports import free_port
+from tests.cloud.conftest import client  # boto3 with endpoint_url=plane.url and dummy credentials
 from tests.cloud.fake_fleet import wait_until
 from tests.support.mosquitto import Mosquitto
 
@@ -76,11 +76,6 @@ def _answers(url: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def client(plane: Plane, service: str) -> Any:
-    return boto3.client(service, endpoint_url=plane.url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
 
 
 @pytest.fixture(scope="session")
