@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint bench clean build model
+.PHONY: run test setup lint bench clean build model fleet
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ soak: build ; $(PY) -m bench.soak $(SOAK_ARGS)  # 10 min of the graph at 30 fps:
 # The whole graph on ggsim (root build/ggsim-root), the sample clip as the camera; prints the page's URL.
 run: build
 	$(PY) -m scripts.run_demo $(RUN_ARGS)
+
+# The fleet roll-out rehearsed offline: control plane + Mosquitto + 5 ggsim cores, GreenLens published with the
+# real GDK, greenlens.App rolled out canary-style, the broken greenlens.Model 1.0.2 aborted and rolled back.
+fleet: setup
+	$(PY) -m scripts.fleet_demo $(FLEET_ARGS)
 
 # Recipes and artifacts of every component: build/deploy/{recipes,artifacts} (tools/greenlens_build.py).
 build: setup

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmark sections, write build/bench/report.json and print a table.
 
-    python -m bench [--only ipc,deploy,model,monolith,graph,frameplane,cameras] [--out build/bench/report.json]
+    python -m bench [--only ipc,deploy,model,monolith,graph,frameplane,cameras,fleet] [--out build/bench/report.json]
 
 `model`, `monolith` and `graph` are measured side by side in one run; with both `monolith` and `graph` the report
 gets a `comparison` (GreenLens against the monolith, against the targets of design §6; reported, not asserted).
@@ -22,10 +22,10 @@ from .common import REPO
 
 
 def sections() -> dict[str, Callable[[], dict[str, Any]]]:
-    from . import cameras, deploy, frameplane, graph, ipc, model, monolith
+    from . import cameras, deploy, fleet, frameplane, graph, ipc, model, monolith
 
     return {"ipc": ipc.run, "deploy": deploy.run, "model": model.run, "monolith": monolith.run,
-            "graph": graph.run, "frameplane": frameplane.run, "cameras": cameras.run}
+            "graph": graph.run, "frameplane": frameplane.run, "cameras": cameras.run, "fleet": fleet.run}
 
 
 TARGETS = {"throughput_ratio_min": 1.0, "latency_p50_ratio_max": 1.25, "frameplane_1280x720_ms_max": 1.0}
@@ -184,6 +184,16 @@ def table(report: dict[str, Any]) -> None:
                       f"first {deploy['create_to_all_running_s_first']} s, median "
                       f"{deploy['create_to_all_running_s_median']} s; ggsim RSS with them "
                       f"{deploy['ggsim_rss_mb_with_components']} MB")
+    fleet = report.get("fleet")
+    if fleet:
+        console.print(f"Fleet of {fleet['cores']} ggsim cores ({fleet['clock']}): RSS per core "
+                      f"{fleet['rss_mb_per_core_idle_median']} MB idle, {fleet['rss_mb_per_core_after_deployment_median']} "
+                      f"MB after a deployment (target ≤ {fleet['rss_target_mb']}); "
+                      f"{fleet['cores_that_fit_in_available_memory']} fit in available memory; CreateDeployment → all "
+                      f"SUCCEEDED {fleet['rollout_seconds_create_to_all_succeeded']} s (rate dictates "
+                      f"{fleet['rollout_seconds_dictated_by_rate']} s, target overhead ≤ "
+                      f"{fleet['rollout_overhead_target_s']} s); control plane {fleet['control_plane_requests_per_s']} "
+                      "requests/s")
     perf_tables(report, console)
     cameras_table(report, console)
 

@@ -181,6 +181,11 @@ def read_document(path: str) -> dict[str, Any]:
               type=click.Path(dir_okay=False, path_type=Path),
               help="Credentials the TokenExchangeService endpoint serves (AccessKeyId, SecretAccessKey, Token); "
                    "default: ggsim's own AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN.")
+@click.option("--fleet", "fleet_endpoint", metavar="ENDPOINT|aws", envvar="GGSIM_FLEET",
+              help="Be a fleet member: take deployments from IoT Jobs on --mqtt-broker and fetch components "
+                   "from this control plane URL (e.g. http://127.0.0.1:4566), or 'aws' for AWS itself.")
+@click.option("--status-interval", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="With --fleet: seconds between fleet status messages when nothing changes.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's own debug lines to stderr.")
 @click.option("--component-default-user", metavar="USER[:GROUP]", envvar="GGSIM_COMPONENT_DEFAULT_USER",
               help="When ggsim runs as root: who steps without RequiresPrivilege run as (the installer's "
@@ -188,8 +193,8 @@ def read_document(path: str) -> dict[str, Any]:
                    "runWithDefault.posixUser, set by a deployment, wins over it.")
 @click.pass_obj
 def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, secrets_file: Path | None,
-       credentials_file: Path | None, verbose: bool, document: str | None, component_default_user: str | None,
-       **deploy: Any) -> None:
+       credentials_file: Path | None, fleet_endpoint: str | None, status_interval: float, verbose: bool,
+       document: str | None, component_default_user: str | None, **deploy: Any) -> None:
     """Start the simulated core in the foreground (Ctrl-C stops it), optionally with a deployment."""
     from .aws.credentials import CredentialsError, load_credentials_file
     from .aws.secrets import SecretFileError, load_secrets_file
@@ -204,6 +209,13 @@ def up(ctx: Context, mqtt_broker: str | None, thing_name: str, region: str, secr
         raise click.BadParameter(str(exc), param_hint="--secrets") from None
     except CredentialsError as exc:
         raise click.BadParameter(str(exc), param_hint="--aws-credentials") from None
+    if fleet_endpoint:
+        from .fleet import FleetOptions
+
+        if not mqtt_broker:
+            raise click.BadParameter("a fleet member needs the fleet's broker: add --mqtt-broker mqtt://HOST:PORT",
+                                     param_hint="--fleet")
+        stand_ins["fleet"] = FleetOptions(None if fleet_endpoint == "aws" else fleet_endpoint, status_interval)
     try:
         code = asyncio.run(_up(ctx.root, mqtt_broker, thing_name, region, request, stand_ins,
                                component_default_user))
@@ -599,3 +611,12 @@ accept_global_options_after_commands(main)
 
 if __name__ == "__main__":
     main()
+
+
+def _add_fleet_commands() -> None:
+    from .fleet.cli import fleet
+
+    main.add_command(fleet)
+
+
+_add_fleet_commands()

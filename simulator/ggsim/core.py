@@ -20,6 +20,8 @@ what it needs; no part reaches for another through a shared object:
     CredentialsServer,    components beside the kernel's in ListComponents
     BuiltinComponents
     IpcServer             <root>/ipc.socket, over an IpcBackend of the above   (ipc)
+    FleetAgent            with ``fleet=``: deployments from IoT Jobs, fleet     (fleet)
+                          status back, an UNHEALTHY last will on the bridge
 
 ``Core(root, ...)`` → ``await start()`` stops the component processes a killed ggsim left on this root,
 loads the persisted configuration, starts IoT Core, the IPC server and the deployments (re-applying
@@ -45,6 +47,7 @@ from .aws.credentials import (
 )
 from .aws.secrets import SecretStore
 from .aws.shadows import ShadowManager
+from .fleet import FleetAgent, FleetOptions
 from .iotcore import IotCore, make_iotcore
 from .ipc.auth import TokenRegistry
 from .ipc.backend import IpcBackend
@@ -83,6 +86,7 @@ class Core:
         secrets: SecretStore | None = None,
         aws_credentials: StaticCredentials | None = None,
         component_user: str | None = None,
+        fleet: FleetOptions | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.thing_name = thing_name
@@ -113,13 +117,23 @@ class Core:
             store=self.store, config=self.config, kernel=self.kernel, update_hub=self.update_hub,
             validation_hub=self.validation_hub, platform=self.platform, nucleus_version=NUCLEUS_VERSION,
         )
-        self.iotcore: IotCore = make_iotcore(mqtt_broker, client_id=thing_name)
+        if fleet is not None and not mqtt_broker:
+            raise ValueError("a fleet member takes its deployments over MQTT: give it the fleet's broker "
+                             "(mqtt_broker / --mqtt-broker)")
+        will = FleetAgent.last_will(thing_name, NUCLEUS_VERSION, self.platform) if fleet is not None else None
+        self.iotcore: IotCore = make_iotcore(mqtt_broker, client_id=thing_name, will=will)
         self.shadows = ShadowManager(self.layout.work_path(SHADOW_MANAGER), thing_name, self.iotcore, self.config)
         self.secrets = secrets if secrets is not None else SecretStore()
         self.credentials = CredentialsServer(
             aws_credentials if aws_credentials is not None else credentials_from_environment(os.environ),
             self.tokens.lookup)
         self.components = BuiltinComponents(self.kernel, builtin_versions(NUCLEUS_VERSION), self.config)
+        self.fleet: FleetAgent | None = None
+        if fleet is not None:
+            self.fleet = FleetAgent(
+                thing_name=thing_name, region=region, options=fleet, iotcore=self.iotcore,
+                deployments=self.deployments, kernel=self.kernel, store=self.store, platform=self.platform,
+                builtin=builtin_versions(NUCLEUS_VERSION), nucleus_version=NUCLEUS_VERSION)
         self.ipc_server: IpcServer | None = None
         if ipc:
             self.ipc_server = IpcServer(IpcBackend(
@@ -155,6 +169,9 @@ class Core:
                 self._running.add("ipc")
             self._running.add("deployments")  # from here on, stop() persists the deployment state
             await self.deployments.restore()
+            if self.fleet is not None:
+                await self.fleet.start()
+                self._running.add("fleet")
         except BaseException:
             await self.stop()
             raise
@@ -188,6 +205,9 @@ class Core:
 
     async def stop(self) -> None:
         """Stop the deployments, every component (dependers first), the IPC server and IoT Core."""
+        if self.fleet is not None and "fleet" in self._running:
+            with contextlib.suppress(Exception):
+                await self.fleet.stop()
         if "deployments" in self._running:
             with contextlib.suppress(Exception):
                 await self.deployments.close()

@@ -55,11 +55,13 @@ class IotCore(Protocol):
         ...
 
 
-def make_iotcore(broker_url: str | None = None, *, client_id: str = "ggsim-core") -> IotCore:
+def make_iotcore(broker_url: str | None = None, *, client_id: str = "ggsim-core",
+                 will: MqttMessage | None = None) -> IotCore:
+    """The embedded stand-in, or a bridge to ``broker_url`` with ``will`` as its MQTT last will."""
     if not broker_url:
         from .broker import EmbeddedBroker
 
         return EmbeddedBroker()
     from .bridge import MqttBridge
 
-    return MqttBridge(broker_url, client_id=client_id)
+    return MqttBridge(broker_url, client_id=client_id, will=will)

@@ -38,7 +38,7 @@ class _Sub:
 
 class MqttBridge:
     def __init__(self, url: str, *, client_id: str = "ggsim-core", spool_bytes: int = DEFAULT_SPOOL_BYTES,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, will: MqttMessage | None = None) -> None:
         parsed = urlparse(url if "://" in url else f"mqtt://{url}")
         if parsed.scheme not in ("mqtt", "tcp"):
             raise ValueError(f"MQTT broker URL {url!r}: scheme must be mqtt:// (got {parsed.scheme!r})")
@@ -58,6 +58,8 @@ class MqttBridge:
         self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=paho.MQTTv5)
         self._client.reconnect_delay_set(min_delay=1, max_delay=8)
+        if will is not None:  # the broker publishes it when the connection is lost without a DISCONNECT
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

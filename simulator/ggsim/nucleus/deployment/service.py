@@ -122,9 +122,10 @@ class DeploymentManager:
         """The components the last deployment left running (name -> recipe)."""
         return dict(self._target)
 
-    def create(self, request: Mapping[str, Any]) -> str:
-        """Validate and queue a deployment; returns its id. Raises `DeploymentRequestError` for a bad request."""
-        doc = parse_request(request)
+    def create(self, request: Mapping[str, Any], *, deployment_id: str | None = None) -> str:
+        """Validate and queue a deployment; returns its id (``deployment_id`` when given: a cloud deployment's
+        own id, as the nucleus keeps it). Raises `DeploymentRequestError` for a bad request."""
+        doc = parse_request(request, deployment_id)
         self._ensure_worker()
         record = {
             "deploymentId": doc.deployment_id,
