@@ -173,6 +173,7 @@ def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path) -> in
     }
     core.run("deployment", "create", "-r", str(deploy_dir / "recipes"), "-a", str(deploy_dir / "artifacts"),
              "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0", "-m", "greenlens.StreamPublisher=1.0.0",
+             "-m", "greenlens.Model=1.0.0",  # the photos are chosen by 1.0.0's verdicts (App also accepts 3.x)
              "-c", json.dumps(config), "--wait", "--timeout", "600", timeout=660)
     states = {c["componentName"]: c["state"] for c in json.loads(core.run("--json", "component", "list").stdout)}
     assert states == {"greenlens.App": "FINISHED", "greenlens.Model": "FINISHED", "greenlens.Capture": "RUNNING",
