@@ -138,10 +138,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def score_photos(engine: Engine, photos: list[tuple[Path, bool]]) -> list[Scored]:
+    from rich.console import Console
     from rich.progress import track
 
     scored = []
-    for path, truth in track(photos, description="evaluating", transient=True, console=None):
+    for path, truth in track(photos, description="evaluating", transient=True, console=Console(stderr=True)):
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             raise EvaluationError(f"{path}: cannot be decoded as an image")
@@ -206,9 +207,13 @@ def write_png(document: dict[str, Any], scored: list[Scored], png: Path) -> None
     label = document["model"].get("label", "hotdog")
     wrong = [(s, p) for s, p in zip(scored, (x["present"] for x in document["photos_scored"]), strict=True)
              if p != s.truth]
-    # the most confident mistakes first: missed hot dogs with the lowest score, false alarms with the highest
-    wrong.sort(key=lambda sp: sp[0].score if sp[0].truth else 1 - sp[0].score)
-    shown = wrong[:CONTACT_SHEET_MAX]
+    # the most confident mistakes first (missed hot dogs with the lowest score, false alarms with the highest),
+    # half of the sheet for each kind when both are there
+    misses = sorted((sp for sp in wrong if sp[0].truth), key=lambda sp: sp[0].score)
+    alarms = sorted((sp for sp in wrong if not sp[0].truth), key=lambda sp: -sp[0].score)
+    half = CONTACT_SHEET_MAX // 2
+    n_misses = min(len(misses), max(half, CONTACT_SHEET_MAX - len(alarms)))
+    shown = misses[:n_misses] + alarms[: CONTACT_SHEET_MAX - n_misses]
     columns = 8
     sheet_rows = max(1, -(-len(shown) // columns))
     fig = plt.figure(figsize=(16, 6.4 + 2.3 * sheet_rows), dpi=80)
@@ -251,7 +256,8 @@ def write_png(document: dict[str, Any], scored: list[Scored], png: Path) -> None
     cm.set_xticks([0, 1], [f"not {label}", label])
     cm.set_yticks([0, 1], [f"not {label}", label])
     cm.set(xlabel="verdict", ylabel="truth", title="Confusion matrix")
-    bottom.suptitle(f"Misclassified photos ({len(wrong)}), the most confident mistakes first", fontsize=13,
+    bottom.suptitle(f"Misclassified photos: {len(misses)} missed hot dogs, {len(alarms)} false alarms "
+                    "(the most confident mistakes of each first)", fontsize=13,
                     fontweight="bold")
     axes = bottom.subplots(sheet_rows, columns, squeeze=False)
     bottom.subplots_adjust(top=1 - 0.8 / (2.3 * sheet_rows), bottom=0.02, hspace=0.45)
