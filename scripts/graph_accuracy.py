@@ -53,10 +53,13 @@ def measure_folder(ggsim: list[str], deploy: Path, folder: Path, source_fps: flo
             break
     config = {"greenlens.Capture": {"MERGE": {"source": str(folder), "sourceFps": source_fps,
                                               "fps": 4 * source_fps, "cameraId": folder.name}}}
-    subprocess.run([*ggsim, "deployment", "create", "-r", str(deploy / "recipes"), "-a", str(deploy / "artifacts"),
+    deployed = subprocess.run([*ggsim, "deployment", "create", "-r", str(deploy / "recipes"), "-a", str(deploy / "artifacts"),
                     "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0",
                     *(["-m", f"greenlens.Model={model_version}"] if model_version else []), "-c", json.dumps(config),
-                    "--wait", "--timeout", "600"], check=True, env=_env(), capture_output=True)
+                    "--wait", "--timeout", "600"], env=_env(), capture_output=True, text=True)
+    if deployed.returncode != 0:
+        sub.terminate()
+        raise SystemExit(f"graph_accuracy: the deployment for {folder} failed:\n{deployed.stdout}{deployed.stderr}")
     first: float | None = None
     results = []
     for line in sub.stdout:
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source-fps", type=float, default=2.0, help="photos per second")
     ap.add_argument("--model-version", help="greenlens.Model version to deploy (default: App's range resolves it)")
     args = ap.parse_args(argv)
+    args.photos, args.deploy = args.photos.resolve(), args.deploy.resolve()  # components run in other folders
     for needed in (args.photos / "hotdog", args.photos / "not_hotdog", args.deploy / "recipes"):
         if not needed.is_dir():
             print(f"graph_accuracy: {needed}: not found (photos need hotdog/ and not_hotdog/; run `make build`)",

@@ -68,9 +68,15 @@ def test_the_other_class_can_be_the_label_of_interest(engine: Engine) -> None:
         engine.set_rule("threshold")
 
 
-def test_greenlens_app_accepts_the_hot_dog_models_and_not_the_face_detector() -> None:
-    recipe = yaml.safe_load((REPO / "recipes" / "greenlens.App.yaml").read_text())
+def accepted_by(component: str) -> set[str]:
+    """The greenlens.Model versions of versions.yaml that `component`'s recipe accepts."""
+    recipe = yaml.safe_load((REPO / "recipes" / f"{component}.yaml").read_text())
     requirement = recipe["ComponentDependencies"]["greenlens.Model"]["VersionRequirement"]
-    accepted = Constraint("greenlens.Model", requirement, "greenlens.App 1.0.0")
+    accepted = Constraint("greenlens.Model", requirement, component)
     versions = yaml.safe_load((REPO / "components" / "model" / "versions.yaml").read_text())["versions"]
-    assert {v for v in versions if accepted.allows(v)} == {"1.0.0", "3.0.0"}
+    return {v for v in versions if accepted.allows(v)}
+
+
+def test_greenlens_app_accepts_the_hot_dog_models_and_inference_every_model() -> None:
+    assert accepted_by("greenlens.App") == {"1.0.0", "3.0.0"}
+    assert accepted_by("greenlens.Inference") == {"1.0.0", "2.0.0", "3.0.0"}

@@ -32,8 +32,12 @@ def pretrained_efficientnet_lite0() -> Any:
     )
 
 
-def convert_fp32(net: Any, fp32_path: Path, num_classes: int = NUM_CLASSES) -> None:
-    """Wrap an NCHW network so that its input is NHWC float32 [1, 224, 224, 3] and convert it to fp32 TFLite."""
+def build_fp32(fp32_path: Path, net: Any = None, num_classes: int = NUM_CLASSES) -> None:
+    """Wrap the network (default: pretrained_efficientnet_lite0()) so that its input is NHWC float32
+    [1, 224, 224, 3] and convert it to fp32 TFLite.
+
+    The wrapper's qualified name (build_fp32.<locals>.NHWCInput) is written into the model's tensor names:
+    renaming this function or moving the class changes every bundle's bytes."""
     import litert_torch
     import torch
 
@@ -47,6 +51,9 @@ def convert_fp32(net: Any, fp32_path: Path, num_classes: int = NUM_CLASSES) -> N
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x.permute(0, 3, 1, 2))
 
+    if net is None:
+        torch.manual_seed(0)
+        net = pretrained_efficientnet_lite0()
     module = NHWCInput(net).eval()
     sample = (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3),)
     with torch.no_grad():
@@ -54,13 +61,6 @@ def convert_fp32(net: Any, fp32_path: Path, num_classes: int = NUM_CLASSES) -> N
     if tuple(out.shape) != (1, num_classes):
         raise SystemExit(f"the network gave output shape {tuple(out.shape)}, expected (1, {num_classes})")
     litert_torch.convert(module, sample).export(str(fp32_path))
-
-
-def build_fp32(fp32_path: Path) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    convert_fp32(pretrained_efficientnet_lite0(), fp32_path)
 
 
 def quantize_weight_only_int8(fp32_path: Path, out_path: Path) -> None:

@@ -357,7 +357,7 @@ def cross_validate(features: np.ndarray, y: np.ndarray, recipe: Recipe, k: int, 
 def export(trained: Trained, out_path: Path) -> None:
     """Backbone + the 2-class head → weight-only int8 .tflite, through convert_efficientnet's path."""
     import torch
-    from convert_efficientnet import convert_fp32, quantize_weight_only_int8
+    from convert_efficientnet import build_fp32, quantize_weight_only_int8
 
     net = backbone()
     head = torch.nn.Linear(FEATURES, 2)
@@ -369,19 +369,34 @@ def export(trained: Trained, out_path: Path) -> None:
     net._fc = head
     fp32 = out_path.with_name(out_path.stem + ".fp32.tflite")
     log("converting to TFLite (litert-torch, fp32)")
-    convert_fp32(net.eval(), fp32, num_classes=2)
+    build_fp32(fp32, net=net.eval(), num_classes=2)
     log("quantizing (ai-edge-quantizer weight_only_wi8_afp32)")
     quantize_weight_only_int8(fp32, out_path)
     log(f"int8 model: {out_path} ({out_path.stat().st_size} bytes)")
 
 
-def build(out_dir: Path, photos: Path, recipe: Recipe, fraction: float, seed: int) -> dict[str, Any]:
+def build(out_dir: Path, photos: Path, recipe: Recipe, fraction: float, seed: int,
+          hold_out: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Train on the photos (all of them, or all but fold I of K when hold_out is (I, K)) and export."""
     started = time.monotonic()
     paths, y = labelled_photos(photos)
     log(f"{len(paths)} photos ({int(y.sum())} hotdog, {int(len(y) - y.sum())} not_hotdog) in {photos.name}/")
     data_hash = content_hash(photos, paths)
     features = extract_features(paths, recipe.views)
-    trained = train(features, y, np.arange(len(y)), recipe, fraction, seed)
+    used = np.arange(len(y))
+    if hold_out is not None:
+        fold, k = hold_out
+        held = stratified_folds(y, k, seed)[fold]
+        used = np.setdiff1d(used, held)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        heldout = out_dir / "heldout"  # links to the held-out photos (never copies), for evaluate/graph runs
+        for i in held:
+            link = heldout / paths[i].parent.name / paths[i].name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(paths[i].resolve())
+        log(f"fold {fold} of {k} held out: {len(held)} photos, linked in {heldout}")
+    trained = train(features, y, used, recipe, fraction, seed)
     log(f"head fitted on {len(trained.train)} photos; threshold {trained.threshold} ({CRITERIA[recipe.criterion]}, "
         f"{len(trained.validation)} photos): {trained.validation_metrics}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,6 +406,7 @@ def build(out_dir: Path, photos: Path, recipe: Recipe, fraction: float, seed: in
         "recipe_description": recipe.description,
         "l2": recipe.l2,
         "seed": seed,
+        **({"held_out_fold": {"fold": hold_out[0], "folds": hold_out[1]}} if hold_out else {}),
         "data": {"folder": photos.name, "content_sha256": data_hash, "photos": len(y),
                  "hotdog": int(y.sum()), "not_hotdog": int(len(y) - y.sum())},
         "split": {"method": "stratified by class, shuffled by seed", "validation_fraction": fraction,
@@ -414,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-fraction", type=float, default=0.2)
     parser.add_argument("--cross-validate", type=int, metavar="K", help="k-fold figures instead of a model")
     parser.add_argument("--report", type=Path, help="with --cross-validate: write the figures as JSON here")
+    parser.add_argument("--hold-out-fold", type=int, nargs=2, metavar=("I", "K"),
+                        help="build: train without fold I of K (the --cross-validate folds) and link those photos "
+                             "in OUT_DIR/heldout/ (a fold's model, to check through the graph on unseen photos)")
     parser.add_argument("--features-cache", type=Path,
                         help="with --cross-validate: keep the backbone features in this .npz file and reuse them "
                              "while the photos are the same")
@@ -439,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out_dir is None or len(recipes) != 1:
         parser.error("a build needs OUT_DIR and one --recipe")
-    build(args.out_dir, args.photos, recipes[0], args.validation_fraction, args.seed)
+    build(args.out_dir, args.photos, recipes[0], args.validation_fraction, args.seed,
+          tuple(args.hold_out_fold) if args.hold_out_fold else None)
     return 0
 
 
