@@ -89,12 +89,13 @@ def perf_tables(report: dict[str, Any], console: Any) -> None:
 
     model = report.get("model")
     if model:
-        t = Table(title=f"Model alone ({model['model']}, preprocessed tensors)")
-        for col in ("threads", "median ms", "p99 ms", "inferences/s", "load (1/5/15 min)"):
+        t = Table(title="Model alone (preprocessed tensors)")
+        for col in ("greenlens.Model", "threads", "median ms", "p99 ms", "inferences/s", "load (1/5/15 min)"):
             t.add_column(col)
-        for c in model["cases"]:
-            t.add_row(str(c["threads"]), _f(c["ms_p50"], ".2f"), _f(c["ms_p99"], ".2f"), _f(c["inferences_per_s"]),
-                      "/".join(map(str, c["loadavg_before"])))
+        for v in model.get("versions") or [{"version": "", "model": model["model"], "cases": model["cases"]}]:
+            for c in v["cases"]:
+                t.add_row(f"{v['version']} {v['model']}", str(c["threads"]), _f(c["ms_p50"], ".2f"),
+                          _f(c["ms_p99"], ".2f"), _f(c["inferences_per_s"]), "/".join(map(str, c["loadavg_before"])))
         console.print(t)
     mono, graph = report.get("monolith"), report.get("graph")
     cases = []

@@ -1,9 +1,11 @@
 """Hot dog accuracy through the whole graph: every photo of ../shared/data/hotdog-photos shown to
 greenlens.Capture as a slideshow, verdicts read from greenlens/results on ggsim.
 
-    python scripts/graph_accuracy.py [PHOTOS] [--deploy build/deploy] [--source-fps 2]
+    python scripts/graph_accuracy.py [PHOTOS] [--model-version V] [--deploy build/deploy] [--source-fps 2]
 
-Run `make build` first. Each folder (hotdog/, then not_hotdog/) is Capture's source for one loop of its
+Run `make build` first. --model-version deploys that greenlens.Model version (one that greenlens.App's
+dependency range accepts: 1.x or 3.x) beside greenlens.App; without it the deployment resolves App's range (the
+newest hot dog model). The JSON line names the model the results came from. Each folder (hotdog/, then not_hotdog/) is Capture's source for one loop of its
 slideshow (photos / source-fps seconds); Capture publishes a frame when the slideshow shows a new photo, so
 there is about one result per photo. Prints one line per folder, then a JSON line with recall (hot dogs
 called hot dog), specificity (other food called not hot dog), precision and accuracy over the results.
@@ -34,7 +36,8 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-def measure_folder(ggsim: list[str], deploy: Path, folder: Path, source_fps: float) -> dict[str, Any]:
+def measure_folder(ggsim: list[str], deploy: Path, folder: Path, source_fps: float,
+                   model_version: str | None) -> dict[str, Any]:
     photos = sum(1 for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
     sub = subprocess.Popen([*ggsim, "--json", "pubsub", "sub", "greenlens/results"], stdout=subprocess.PIPE,
                            text=True, env=_env())
@@ -50,9 +53,13 @@ def measure_folder(ggsim: list[str], deploy: Path, folder: Path, source_fps: flo
             break
     config = {"greenlens.Capture": {"MERGE": {"source": str(folder), "sourceFps": source_fps,
                                               "fps": 4 * source_fps, "cameraId": folder.name}}}
-    subprocess.run([*ggsim, "deployment", "create", "-r", str(deploy / "recipes"), "-a", str(deploy / "artifacts"),
-                    "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0", "-c", json.dumps(config),
-                    "--wait", "--timeout", "600"], check=True, env=_env(), capture_output=True)
+    deployed = subprocess.run([*ggsim, "deployment", "create", "-r", str(deploy / "recipes"), "-a", str(deploy / "artifacts"),
+                    "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0",
+                    *(["-m", f"greenlens.Model={model_version}"] if model_version else []), "-c", json.dumps(config),
+                    "--wait", "--timeout", "600"], env=_env(), capture_output=True, text=True)
+    if deployed.returncode != 0:
+        sub.terminate()
+        raise SystemExit(f"graph_accuracy: the deployment for {folder} failed:\n{deployed.stdout}{deployed.stderr}")
     first: float | None = None
     results = []
     for line in sub.stdout:
@@ -66,7 +73,8 @@ def measure_folder(ggsim: list[str], deploy: Path, folder: Path, source_fps: flo
     sub.terminate()
     sub.wait(10)
     present = sum(1 for m in results if m["verdict"]["present"])
-    return {"folder": folder.name, "photos": photos, "results": len(results), "present": present}
+    models = sorted({f"{m['model']['name']} {m['model']['version']}" for m in results})
+    return {"folder": folder.name, "photos": photos, "results": len(results), "present": present, "models": models}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("photos", nargs="?", type=Path, default=DEFAULT_PHOTOS)
     ap.add_argument("--deploy", type=Path, default=REPO / "build" / "deploy", help="the build output")
     ap.add_argument("--source-fps", type=float, default=2.0, help="photos per second")
+    ap.add_argument("--model-version", help="greenlens.Model version to deploy (default: App's range resolves it)")
     args = ap.parse_args(argv)
+    args.photos, args.deploy = args.photos.resolve(), args.deploy.resolve()  # components run in other folders
     for needed in (args.photos / "hotdog", args.photos / "not_hotdog", args.deploy / "recipes"):
         if not needed.is_dir():
             print(f"graph_accuracy: {needed}: not found (photos need hotdog/ and not_hotdog/; run `make build`)",
@@ -92,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
             counts = {}
             for label in ("hotdog", "not_hotdog"):
-                counts[label] = measure_folder(ggsim, args.deploy, args.photos / label, args.source_fps)
+                counts[label] = measure_folder(ggsim, args.deploy, args.photos / label, args.source_fps,
+                                               args.model_version)
                 print(counts[label], flush=True)
         finally:
             core.send_signal(signal.SIGTERM)
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"recall": round(tp / (tp + fn), 3), "specificity": round(tn / (tn + fp), 3),
                       "precision": round(tp / (tp + fp), 3) if tp + fp else None,
                       "accuracy": round((tp + tn) / (tp + tn + fp + fn), 3), "source_fps": args.source_fps,
+                      "models": sorted(set(hot["models"]) | set(other["models"])),
                       "hotdog": hot, "not_hotdog": other}))
     return 0
 

@@ -178,7 +178,10 @@ def deploy_app(core: Core, deploy_dir: Path, source: Path, tmp_path: Path, *root
     }
     core.run("deployment", "create", "-r", str(deploy_dir / "recipes"), "-a", str(deploy_dir / "artifacts"),
              "-m", "greenlens.App=1.0.0", "-m", "greenlens.Capture=1.0.0", "-m", "greenlens.StreamPublisher=1.0.0",
-             *[arg for root in roots for arg in ("-m", root)], "-c", json.dumps(config), "--wait", "--timeout", "600", timeout=660)
+             # the photos are chosen by 1.0.0's verdicts: greenlens.Model 1.0.1 (1.0.0 with its golden set) unless
+             # `roots` names another (App alone would resolve the newest it accepts, 3.x)
+             *[arg for root in (roots or ("greenlens.Model=1.0.1",)) for arg in ("-m", root)],
+             "-c", json.dumps(config), "--wait", "--timeout", "600", timeout=660)
     states = {c["componentName"]: c["state"] for c in json.loads(core.run("--json", "component", "list").stdout)}
     greenlens = {name: state for name, state in states.items() if not name.startswith("aws.greengrass.")}
     assert greenlens == {"greenlens.App": "FINISHED", "greenlens.Model": "FINISHED", "greenlens.Capture": "RUNNING",
@@ -310,7 +313,7 @@ def test_a_model_failing_its_golden_check_and_bad_settings_fail_their_deployment
     photos = sequence(verdicts, "hotdog", tmp_path / "hotdogs")
     local = core.watch("pubsub", "greenlens/results")
     try:
-        deploy_app(core, deploy_dir, photos, tmp_path, "greenlens.Model=1.0.1")
+        deploy_app(core, deploy_dir, photos, tmp_path)
         assert {r["model"]["version"] for r in results(local, 2)} == {"1.0.1"}
 
         # The deliberately broken model: Inference refuses it before RUNNING, the deployment fails, ROLLBACK.

