@@ -288,3 +288,19 @@ def test_plan_failures_are_clear(tmp_path: Path, recipes: Any, setup: str, reque
         plan(store, dict(request_body, recipeDirectoryPath=str(recipes.dir)))
     assert err.value.codes == codes
     assert message in str(err.value)
+
+
+def test_a_configuration_nested_too_deep_fails_the_plan_before_anything_is_written(tmp_path: Path,
+                                                                                  recipes: Any) -> None:
+    recipes.add("com.example.A", "1.0.0", defaults={"Mode": "fast"})
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(200):
+        node["x"] = {}
+        node = node["x"]
+    store = Store(tmp_path / "gg")
+    with pytest.raises(DeploymentError) as err:
+        plan(store, {"recipeDirectoryPath": str(recipes.dir), "rootComponentVersionsToAdd": {"com.example.A": "1.0.0"},
+                     "componentToConfiguration": {"com.example.A": {"MERGE": {"deep": deep}}}})
+    assert err.value.codes == ("COMPONENT_CONFIGURATION_NOT_VALID",)
+    assert "configuration of com.example.A: nested deeper than 128 levels" in str(err.value)

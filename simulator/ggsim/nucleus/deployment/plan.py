@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ggsim.nucleus.config_merge import fill_defaults, merge_configuration, reset_configuration
+from ggsim.nucleus.nesting import MAX_NESTING_DEPTH, nesting_depth_exceeds
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.resolver import ResolutionError, resolve
 from ggsim.nucleus.store import Store, StoreError
@@ -124,6 +125,20 @@ class DeploymentPlan:
         return {name: recipe.version for name, recipe in self.target.items()}
 
 
+def _planned_configuration(name: str, current: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+                           update: ConfigurationUpdate | None) -> dict[str, Any]:
+    """A component's configuration after the deployment, checked before anything is written: a bad RESET
+    pointer or a value nested deeper than configurations may nest fails the whole deployment."""
+    try:
+        configuration = resolve_configuration(current, defaults, update, name)
+    except ValueError as exc:
+        raise DeploymentError(f"configuration of {name}: {exc}", FailureKind.CONFIGURATION_INVALID) from exc
+    if nesting_depth_exceeds(configuration):
+        raise DeploymentError(f"configuration of {name}: nested deeper than {MAX_NESTING_DEPTH} levels",
+                              FailureKind.CONFIGURATION_INVALID)
+    return configuration
+
+
 def plan_deployment(
     doc: DeploymentDocument,
     groups: Mapping[str, Mapping[str, str]],
@@ -187,21 +202,13 @@ def plan_deployment(
     configurations: dict[str, dict[str, Any]] = {}
     for name, recipe in target.items():
         update = doc.config_updates.get(name) if name in own_roots else None
-        try:
-            configurations[name] = resolve_configuration(
-                current_configurations.get(name), recipe.default_configuration, update, name
-            )
-        except ValueError as exc:
-            raise DeploymentError(f"configuration of {name}: {exc}", FailureKind.CONFIGURATION_INVALID) from exc
+        configurations[name] = _planned_configuration(
+            name, current_configurations.get(name), recipe.default_configuration, update)
     for name in builtin:
         # ggsim's built-in components keep their configuration like any other (the stand-ins read it).
         update = doc.config_updates.get(name) if name in builtin_roots else None
         if update is not None or name in current_configurations:
-            try:
-                configurations[name] = resolve_configuration(current_configurations.get(name), {}, update, name)
-            except ValueError as exc:
-                raise DeploymentError(f"configuration of {name}: {exc}",
-                                      FailureKind.CONFIGURATION_INVALID) from exc
+            configurations[name] = _planned_configuration(name, current_configurations.get(name), {}, update)
     ignored = sorted(set(doc.config_updates) - set(own_roots) - set(builtin_roots))
     if ignored:
         log.warning("deployment %s: configuration updates for %s ignored: only root components of group %s "
