@@ -185,6 +185,9 @@ BAD_RECIPES = [
      "Manifests[0].Lifecycle.Run.RequiresPrivilege: expected true or false, got string 'yes'"),
     (_mutate(["Manifests", 0, "Lifecycle", "Run", "Skipif"], "maybe /tmp"),
      "Manifests[0].Lifecycle.Run.Skipif: 'maybe /tmp' is not 'onpath <executable>' or 'exists <file>'"),
+    # Java's trim strips only characters up to U+0020: a no-break space before the keyword is no keyword
+    (_mutate(["Manifests", 0, "Lifecycle", "Run", "Skipif"], "\u00a0onpath sh"),
+     "Manifests[0].Lifecycle.Run.Skipif: '\\xa0onpath sh' is not 'onpath <executable>' or 'exists <file>'"),
     (_mutate(["Manifests", 0, "Lifecycle", "Run", "Setenv"], {"A": ["x"]}),
      "Manifests[0].Lifecycle.Run.Setenv.A: an environment value must be a string, number or boolean, got a list"),
     (_mutate(["Manifests", 0, "Lifecycle", "Install"], ["echo", "hi"]),

@@ -608,7 +608,7 @@ def _parse_step(check: _Checker, value: Any, path: str) -> LifecycleStep:
     skipif = None
     if "skipif" in fields and fields["skipif"][1] is not None:
         skey, svalue = fields["skipif"]
-        skipif = check.string(svalue, _join(path, skey)).strip()
+        skipif = check.string(svalue, _join(path, skey))  # parse_skipif trims as Java does
         try:
             parse_skipif(skipif)
         except SkipifError:
