@@ -20,6 +20,7 @@ from greenlens_common import messages, topics
 from greenlens_common.ipc import Ipc
 from greenlens_common.ring import RingReader
 
+from devsupport.roots import python_component_user
 from tests.test_capture_main import PUBSUB, _capture, _ipc_env, _register, _wait_state
 
 REFUSED = "rtsp://127.0.0.1:9/yard"  # nothing listens on port 9: the camera is missing
@@ -226,9 +227,11 @@ def _ggsim(root: Path, *args: str, check: bool = True, timeout: float = 120) -> 
 def test_an_invalid_camera_list_fails_its_deployment_with_nothing_changed(tmp_path: Path) -> None:
     root, ring_dir = tmp_path / "root", tmp_path / "shm"
     ring_dir.mkdir()
+    ring_dir.chmod(0o777)  # Capture runs as the component user (devsupport.roots)
     _recipe(tmp_path / "recipes", ring_dir)
     log = open(tmp_path / "ggsim-up.log", "a")  # noqa: SIM115 (closed below)
-    up = subprocess.Popen([*GGSIM, "--root", str(root), "up", "--thing-name", "cameras-test"], stderr=log, stdout=log)
+    up = subprocess.Popen([*GGSIM, "--root", str(root), "up", "--thing-name", "cameras-test",
+                           "--component-default-user", python_component_user()], stderr=log, stdout=log)
     try:
         info = root / "cli_ipc_info" / "ggsim.json"
         deadline = time.monotonic() + 60

@@ -607,12 +607,6 @@ def accept_global_options_after_commands(group: click.Group) -> None:
             accept_global_options_after_commands(command)
 
 
-accept_global_options_after_commands(main)
-
-if __name__ == "__main__":
-    main()
-
-
 def _add_fleet_commands() -> None:
     from .fleet.cli import fleet
 
@@ -620,3 +614,7 @@ def _add_fleet_commands() -> None:
 
 
 _add_fleet_commands()
+accept_global_options_after_commands(main)
+
+if __name__ == "__main__":
+    main()
