@@ -38,6 +38,7 @@ def run() -> dict[str, Any]:
     from ggsim.client import CLI_INFO, CliClient
 
     with tempfile.TemporaryDirectory(prefix="ggsim-bench-deploy-") as tmp:
+        Path(tmp).chmod(0o755)  # as root, ggsim runs the (shell) components as ggc_user, who must reach the root
         root = Path(tmp) / "root"
         proc = python_process(["-m", "ggsim.cli", "--root", str(root), "up"], stderr=subprocess.DEVNULL)
         try:

@@ -120,6 +120,7 @@ def run() -> dict[str, Any]:
     report: dict[str, Any] = {"payload_bytes": PAYLOAD, "cases": []}
     with tempfile.TemporaryDirectory(prefix="ggsim-bench-") as tmp:
         workdir = Path(tmp)
+        workdir.chmod(0o755)  # `ggsim up` as root refuses a root its component user cannot reach
         for make in (lambda: GgsimTarget(workdir / "ggsim-root"), lambda: MosquittoTarget(workdir)):
             target = make()
             try:

@@ -18,4 +18,6 @@ done
 # editable install does): tests, bench and scripts import them without touching sys.path.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 for pkg in components/*/*/__init__.py; do dirname "$(dirname "$PWD/$pkg")"; done | sort -u >"$site/greenlens-components.pth"
+# ... and the repository's development packages (devsupport, tools), for scripts run by their path.
+echo "$PWD" >"$site/greenlens-repo.pth"
 touch .venv/.installed

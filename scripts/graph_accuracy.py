@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devsupport.roots import python_component_user
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -91,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     with tempfile.TemporaryDirectory(prefix="greenlens-accuracy-") as tmp:
+        Path(tmp).chmod(0o755)  # the component user must reach the root (docs/ggsim.md, "Users, folders")
         root = Path(tmp) / "root"
         ggsim = [sys.executable, "-m", "ggsim.cli", "--root", str(root)]
-        core = subprocess.Popen([*ggsim, "up"], stderr=subprocess.DEVNULL, env=_env())
+        core = subprocess.Popen([*ggsim, "up", "--component-default-user", python_component_user()],
+                                stderr=subprocess.DEVNULL, env=_env())
         try:
             while not (root / "cli_ipc_info" / "ggsim.json").exists():
                 if core.poll() is not None:
