@@ -35,7 +35,9 @@ from tests.support.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "hotdog-photos"
-BUNDLE = REPO / "components" / "model" / "bundles" / "efficientnet-lite0"
+#: the greenlens.Model version that greenlens.App alone resolves (the newest it accepts that the build makes)
+MODEL_VERSION = "3.0.1"
+BUNDLE = REPO / "components" / "model" / "bundles" / "efficientnet-lite0-hotdog-golden"
 IMAGE = "greenlens/ggsim:latest"
 BASE_IMAGE = "greenlens/base:bookworm"
 THING = "docker-cam"
@@ -264,15 +266,15 @@ def test_the_graph_in_the_container_sends_hot_dog_results_to_iot_core_and_the_pa
     measured("up_to_first_result_s", time.monotonic() - container.started)
     assert first[0]["schema"] == "greenlens.result/1"
 
-    versions = container.states()
-    assert versions == {"greenlens.App": ("1.0.0", "FINISHED"), "greenlens.Model": ("1.0.0", "FINISHED"),
+    versions = {n: v for n, v in container.states().items() if not n.startswith("aws.greengrass.")}
+    assert versions == {"greenlens.App": ("1.0.0", "FINISHED"), "greenlens.Model": (MODEL_VERSION, "FINISHED"),
                         "greenlens.Capture": ("1.0.0", "RUNNING"), "greenlens.Inference": ("1.0.0", "RUNNING"),
                         "greenlens.StreamPublisher": ("1.0.0", "RUNNING")}
     got = container.results(RESULTS)
     assert all(r["verdict"]["label"] == "hotdog" and r["verdict"]["present"] for r in got), \
         [r["verdict"] for r in got]
     assert {r["source"] for r in got} == {"docker-test"}
-    assert {(r["model"]["name"], r["model"]["version"]) for r in got} == {("efficientnet-lite0", "1.0.0")}
+    assert {(r["model"]["name"], r["model"]["version"]) for r in got} == {("efficientnet-lite0-hotdog", MODEL_VERSION)}
 
     # IoT Core from inside the container (ggsim's CLI, through the bridge) ...
     out = container.exec("ggsim", "iotcore", "sub", f"greenlens/{THING}/results", "--json", "--count", "2",
@@ -341,15 +343,15 @@ def test_the_health_check_reports_a_stalled_pipeline_and_its_recovery(container:
 
 
 def corrupt_model(deploy: Path, out: Path, version: str) -> Path:
-    """greenlens.Model `version`: the built 1.0.0 recipe and bundle, with model.tflite cut in half."""
-    recipe = (deploy / "recipes" / "greenlens.Model-1.0.0.yaml").read_text()
-    assert "ComponentVersion: 1.0.0\n" in recipe
+    """greenlens.Model `version`: the built MODEL_VERSION recipe and bundle, with model.tflite cut in half."""
+    recipe = (deploy / "recipes" / f"greenlens.Model-{MODEL_VERSION}.yaml").read_text()
+    assert f"ComponentVersion: {MODEL_VERSION}\n" in recipe
     (out / "recipes").mkdir(parents=True)
     (out / "recipes" / f"greenlens.Model-{version}.yaml").write_text(
-        recipe.replace("ComponentVersion: 1.0.0\n", f"ComponentVersion: {version}\n"))
+        recipe.replace(f"ComponentVersion: {MODEL_VERSION}\n", f"ComponentVersion: {version}\n"))
     artifacts = out / "artifacts" / "greenlens.Model" / version
     artifacts.mkdir(parents=True)
-    with zipfile.ZipFile(deploy / "artifacts" / "greenlens.Model" / "1.0.0" / "greenlens.Model.zip") as good, \
+    with zipfile.ZipFile(deploy / "artifacts" / "greenlens.Model" / MODEL_VERSION / "greenlens.Model.zip") as good, \
             zipfile.ZipFile(artifacts / "greenlens.Model.zip", "w") as bad:
         for name in good.namelist():
             data = good.read(name)
@@ -365,11 +367,11 @@ def corrupt_model(deploy: Path, out: Path, version: str) -> Path:
 
 def test_a_corrupt_model_version_is_rolled_back_and_results_resume(container: Container, tmp_path: Path) -> None:
     container.results(1, timeout=300)
-    broken = corrupt_model(REPO / "build" / "deploy", tmp_path / "broken", "1.0.1")
+    broken = corrupt_model(REPO / "build" / "deploy", tmp_path / "broken", "3.0.9")
     run("docker", "cp", str(broken), f"{container.name}:/tmp/broken-model")
 
     deployed = container.exec("ggsim", "deployment", "create", "-r", "/tmp/broken-model/recipes",
-                              "-a", "/tmp/broken-model/artifacts", "-m", "greenlens.Model=1.0.1",
+                              "-a", "/tmp/broken-model/artifacts", "-m", "greenlens.Model=3.0.9",
                               "--failure-handling-policy", "ROLLBACK", "--wait", "--timeout", "300",
                               timeout=360, check=False)
     rolled_back_at = time.time()
@@ -378,11 +380,11 @@ def test_a_corrupt_model_version_is_rolled_back_and_results_resume(container: Co
     assert "greenlens.Inference" in deployed.stdout  # the cause names the component that could not start
 
     states = container.states()
-    assert states["greenlens.Model"] == ("1.0.0", "FINISHED"), states
+    assert states["greenlens.Model"] == (MODEL_VERSION, "FINISHED"), states
     assert states["greenlens.Inference"][1] == "RUNNING", states
     resumed = [r for r in container.results(6) if r["captured_at"] > rolled_back_at]
     assert resumed, "no result captured after the rollback"
-    assert {r["model"]["version"] for r in resumed} == {"1.0.0"}
+    assert {r["model"]["version"] for r in resumed} == {MODEL_VERSION}
     assert all(r["verdict"]["present"] for r in resumed), [r["verdict"] for r in resumed]
 
 

@@ -73,7 +73,7 @@ def test_a_bundle_folder_can_be_scored_instead_of_a_version(small_folder: Path, 
 def test_an_unknown_version_is_named_with_the_known_ones(small_folder: Path, tmp_path: Path) -> None:
     done = run(str(small_folder), "--model-version", "9.9.9", "--out", str(tmp_path))
     assert done.returncode == 2
-    assert "no greenlens.Model version '9.9.9'; expected one of 1.0.0, 2.0.0, 3.0.0" in done.stderr
+    assert "no greenlens.Model version '9.9.9'; expected one of 1.0.0, 1.0.1, 1.0.2, 2.0.0, 2.0.1, 3.0.0, 3.0.1" in done.stderr
     assert not list(tmp_path.iterdir())
 
 
