@@ -17,7 +17,7 @@ test: setup
 lint: setup
 	$(PY) -m ruff check simulator tests components tools scripts devsupport
 
-bench: setup
+bench: build  # the graph sections deploy build/deploy: never benchmark a stale build
 	$(PY) -m bench $(BENCH_ARGS)
 soak: build ; $(PY) -m bench.soak $(SOAK_ARGS)  # 10 min of the graph at 30 fps: RSS over time, drops (build/bench/soak.json)
 
