@@ -48,6 +48,7 @@ from .aws.credentials import (
 from .aws.secrets import SecretStore
 from .aws.shadows import ShadowManager
 from .fleet import FleetAgent, FleetOptions
+from .fleet.sigv4 import Credentials as SigningCredentials
 from .iotcore import IotCore, make_iotcore
 from .ipc.auth import TokenRegistry
 from .ipc.backend import IpcBackend
@@ -66,6 +67,13 @@ from .nucleus.store import Store
 __all__ = ["Core"]
 
 KERNEL_LOGGER = "com.aws.greengrass.lifecyclemanager.Kernel"
+
+
+def _signing_credentials(served: StaticCredentials | None) -> SigningCredentials | None:
+    """The token exchange role's credentials, as the fleet agent signs its S3 downloads with them."""
+    if served is None:
+        return None
+    return SigningCredentials(served.access_key_id, served.secret_access_key, served.session_token)
 
 
 class Core:
@@ -133,7 +141,8 @@ class Core:
             self.fleet = FleetAgent(
                 thing_name=thing_name, region=region, options=fleet, iotcore=self.iotcore,
                 deployments=self.deployments, kernel=self.kernel, store=self.store, platform=self.platform,
-                builtin=builtin_versions(NUCLEUS_VERSION), nucleus_version=NUCLEUS_VERSION)
+                builtin=builtin_versions(NUCLEUS_VERSION), nucleus_version=NUCLEUS_VERSION,
+                credentials=_signing_credentials(self.credentials.credentials))
         self.ipc_server: IpcServer | None = None
         if ipc:
             self.ipc_server = IpcServer(IpcBackend(

@@ -6,19 +6,27 @@ top-level ``setenv``; each component already has ``AWS_CONTAINER_AUTHORIZATION_T
 an SDK sends as the ``Authorization`` header. ggsim serves the credentials the user configures: a JSON or
 YAML file (``ggsim up --aws-credentials FILE``), else ggsim's own ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``.
+
+The port is bound (and the URI known) when the core starts; the HTTP server behind it (aiohttp, ~11 MB of
+a core's memory) is imported and started on the first connection, so a core whose components never ask for
+credentials does not carry it. That first request waits in the socket's backlog meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["CREDENTIALS_PATH", "CredentialsError", "CredentialsServer", "StaticCredentials",
            "credentials_from_environment", "load_credentials_file"]
@@ -83,6 +91,8 @@ class CredentialsServer:
         self._authenticate = authenticate
         self._host = host
         self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
+        self._serving: asyncio.Task[None] | None = None
         self.port = 0
 
     @property
@@ -90,21 +100,45 @@ class CredentialsServer:
         return f"http://{self._host}:{self.port}{CREDENTIALS_PATH}"
 
     async def start(self) -> None:
+        """Bind and listen; the HTTP server starts on the first connection (see the module's doc)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), self._first_connection, loop)
+
+    def _first_connection(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._sock is not None
+        loop.remove_reader(self._sock.fileno())
+        self._serving = loop.create_task(self._serve(self._sock), name="ggsim-tes-http")
+
+    async def _serve(self, sock: socket.socket) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
+            self._serving = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        elif self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+        self._sock = None
 
     async def _handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         if request.path != CREDENTIALS_PATH:
             return _error(404, f"No such resource {request.path}; credentials are served at {CREDENTIALS_PATH}")
         if request.method != "GET":
@@ -118,6 +152,13 @@ class CredentialsServer:
         body = self._credentials.document(dt.datetime.now(dt.UTC))
         return web.Response(text=json.dumps(body), content_type="application/json")
 
+    @property
+    def credentials(self) -> StaticCredentials | None:
+        """What the endpoint serves (the core's token exchange role credentials)."""
+        return self._credentials
 
-def _error(status: int, message: str) -> web.Response:
+
+def _error(status: int, message: str) -> Any:
+    from aiohttp import web
+
     return web.Response(status=status, text=json.dumps({"message": message}), content_type="application/json")

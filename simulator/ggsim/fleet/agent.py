@@ -36,6 +36,7 @@ from ggsim.nucleus.deployment.plan import DeploymentError
 from ggsim.nucleus.store import Store
 
 from .components import CloudComponents
+from .sigv4 import Credentials
 
 __all__ = ["FleetAgent", "FleetOptions", "JobDocumentError", "request_from_job_document", "status_topic"]
 
@@ -130,7 +131,7 @@ class FleetAgent:
 
     def __init__(self, *, thing_name: str, region: str, options: FleetOptions, iotcore: IotCore,
                  deployments: DeploymentManager, kernel: Any, store: Store, platform: Mapping[str, str],
-                 builtin: Mapping[str, str], nucleus_version: str) -> None:
+                 builtin: Mapping[str, str], nucleus_version: str, credentials: Credentials | None = None) -> None:
         self.thing = thing_name
         self.region = region
         self.options = options
@@ -140,7 +141,8 @@ class FleetAgent:
         self._platform = dict(platform)
         self._nucleus_version = nucleus_version
         self.cloud = CloudComponents(store=store, platform=platform, region=region,
-                                     endpoint_url=options.endpoint_url, builtin=builtin)
+                                     endpoint_url=options.endpoint_url, builtin=builtin,
+                                     credentials=credentials)
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._seen: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
