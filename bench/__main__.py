@@ -187,14 +187,18 @@ def table(report: dict[str, Any]) -> None:
                       f"{deploy['ggsim_rss_mb_with_components']} MB")
     fleet = report.get("fleet")
     if fleet:
+        spread = fleet.get("rollout_seconds_spread") or {}
         console.print(f"Fleet of {fleet['cores']} ggsim cores ({fleet['clock']}): RSS per core "
                       f"{fleet['rss_mb_per_core_idle_median']} MB idle, {fleet['rss_mb_per_core_after_deployment_median']} "
-                      f"MB after a deployment (target ≤ {fleet['rss_target_mb']}); "
+                      f"MB after a deployment (USS {fleet.get('uss_mb_per_core_after_deployment_median', '–')} MB; "
+                      f"target ≤ {fleet['rss_target_mb']}); "
                       f"{fleet['cores_that_fit_in_available_memory']} fit in available memory; CreateDeployment → all "
-                      f"SUCCEEDED {fleet['rollout_seconds_create_to_all_succeeded']} s (rate dictates "
-                      f"{fleet['rollout_seconds_dictated_by_rate']} s, target overhead ≤ "
+                      f"SUCCEEDED {fleet['rollout_seconds_create_to_all_succeeded']} s "
+                      f"(min {spread.get('min', '–')}, max {spread.get('max', '–')}; rate dictates "
+                      f"{fleet['rollout_seconds_dictated_by_rate']} s, the nucleus's health wait "
+                      f"{fleet.get('rollout_seconds_nucleus_health_wait', '–')} s, target overhead ≤ "
                       f"{fleet['rollout_overhead_target_s']} s); control plane {fleet['control_plane_requests_per_s']} "
-                      "requests/s")
+                      f"requests/s; load {fleet.get('load_average_at_start', '–')} → {fleet.get('load_average_at_end', '–')}")
     perf_tables(report, console)
     cameras_table(report, console)
 
