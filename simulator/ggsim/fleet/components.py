@@ -98,6 +98,7 @@ class CloudComponents:
                                  "--aws-credentials FILE or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
             sent = sign(method, url, service=service, region=self.region, credentials=self.credentials,
                         headers=sent, body=body)
+            del sent["Host"]  # signed as the URL's host, which urllib sends (and sets anew on a redirect)
         request = urllib.request.Request(url, data=body or None, method=method, headers=sent)
         try:
             return urllib.request.urlopen(request, timeout=TIMEOUT)
