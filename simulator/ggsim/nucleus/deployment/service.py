@@ -19,13 +19,13 @@ import asyncio
 import copy
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import ggsim
 from ggsim.aws.catalogue import builtin_versions
+from ggsim.files import write_atomically
 from ggsim.nucleus.config import ConfigStore
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.store import Store, StoreError
@@ -427,7 +427,4 @@ class DeploymentManager:
 
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(data, indent=2, sort_keys=True))
