@@ -117,6 +117,9 @@ def deployment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--remove", "remove", multiple=True, metavar="NAME[,NAME]", help="Remove root components."),
         click.option("-c", "--update-config", "update_config", metavar="JSON|FILE",
                      help='{"<name>": {"MERGE": {...}, "RESET": ["/pointer"]}} as JSON or a file.'),
+        click.option("--runWith", "run_with", multiple=True, metavar="NAME:posixUser=USER[:GROUP]",
+                     help="The user a component's steps run as when ggsim is root (repeatable; an empty USER "
+                          "goes back to the default component user)."),
         click.option("-g", "--groupId", "group_id", help="Deployment group (default LOCAL_DEPLOYMENT)."),
         click.option("-fp", "--failure-handling-policy", "failure_policy",
                      type=click.Choice(["ROLLBACK", "DO_NOTHING"]), help="Default DO_NOTHING."),
@@ -130,7 +133,7 @@ def deployment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_request(recipe_dir: str | None, artifact_dir: str | None, merge: tuple[str, ...],
                   remove: tuple[str, ...], update_config: str | None, group_id: str | None,
-                  failure_policy: str | None) -> dict[str, Any]:
+                  failure_policy: str | None, run_with: tuple[str, ...] = ()) -> dict[str, Any]:
     request: dict[str, Any] = {}
     if recipe_dir:
         request["recipeDirectoryPath"] = str(Path(recipe_dir).resolve())
@@ -152,11 +155,25 @@ def build_request(recipe_dir: str | None, artifact_dir: str | None, merge: tuple
             request["componentToConfiguration"] = json.loads(text)
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--update-config") from None
+    if run_with:
+        request["componentToRunWithInfo"] = _run_with_options(run_with)
     if group_id:
         request["groupName"] = group_id
     if failure_policy:
         request["failureHandlingPolicy"] = failure_policy
     return request
+
+
+def _run_with_options(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """greengrass-cli's ``--runWith NAME:posixUser=USER[:GROUP]`` → componentToRunWithInfo."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, setting = item.partition(":")
+        key, eq, value = setting.partition("=")
+        if not sep or not name or not eq or key != "posixUser":
+            raise click.BadParameter(f"{item!r}: expected NAME:posixUser=USER[:GROUP]", param_hint="--runWith")
+        out.setdefault(name, {})["posixUser"] = value
+    return out
 
 
 def read_document(path: str) -> dict[str, Any]:
@@ -283,6 +300,7 @@ def deployment_create(ctx: Context, document: str | None, wait: bool, timeout: f
                 "component_to_configuration": request.get("componentToConfiguration"),
                 "group_name": request.get("groupName"),
                 "failure_handling_policy": request.get("failureHandlingPolicy"),
+                "component_to_run_with_info": _run_with_models(request.get("componentToRunWithInfo")),
             }
             deployment_id = client.call("create_local_deployment", **kwargs).deployment_id
         if not wait:
@@ -293,6 +311,14 @@ def deployment_create(ctx: Context, document: str | None, wait: bool, timeout: f
     emit(ctx, status, lambda: print_deployment(status))
     if status.get("status") != "SUCCEEDED":
         sys.exit(EXIT_FAILED)
+
+
+def _run_with_models(run_with: dict[str, dict[str, str]] | None) -> dict[str, Any] | None:
+    if not run_with:
+        return None
+    from awsiot.greengrasscoreipc import model
+
+    return {name: model.RunWithInfo(posix_user=info.get("posixUser")) for name, info in run_with.items()}
 
 
 def wait_for_deployment(client: CliClient, deployment_id: str, timeout: float) -> dict[str, Any]:

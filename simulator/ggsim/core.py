@@ -108,8 +108,10 @@ class Core:
         self.processes = ProcessLedger(self.layout.processes_file)
         self.tokens = TokenRegistry()
         self.logs = GreengrassLogs(self.layout.logs_dir)
-        #: who steps run as when ggsim is root: the nucleus's runWithDefault.posixUser, else this default
-        self.run_as = RunAsPolicy(component_user or DEFAULT_POSIX_USER, configured=self._configured_user)
+        #: who steps run as when ggsim is root: the component's runWith.posixUser, else the nucleus's
+        #: runWithDefault.posixUser, else this default
+        self.run_as = RunAsPolicy(component_user or DEFAULT_POSIX_USER, configured=self._configured_user,
+                                  per_component=lambda name: self.kernel.posix_user(name))
         self.runner = RecordingRunner(
             layout=self.layout, thing_name=thing_name, region=region,
             tokens=self.tokens, logs=self.logs, root_ca_path=root_ca_path, grace=stop_grace,

@@ -102,7 +102,8 @@ class RecordingKernel:
     def __init__(self) -> None:
         self.applied: list[list[str]] = []
 
-    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
+    async def apply(self, target: Mapping[str, Recipe], *, run_with: Mapping[str, Mapping[str, Any]] | None = None,
+                    remove_others: bool = True) -> None:
         self.applied.append(sorted(target))
 
     async def remove_others(self, keep: Iterable[str]) -> None:

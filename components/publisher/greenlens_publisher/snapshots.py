@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenlens_common.files import write_atomically
+
 log = logging.getLogger("greenlens.publisher.snapshots")
 
 _META = re.compile(r"^(\d{12})\.json$")
@@ -186,20 +188,11 @@ class SnapshotStore:
     def _write(self, snap: Snapshot, jpeg: bytes) -> bool:
         meta = json.dumps({"bucket": snap.bucket, "key": snap.key, "camera": snap.camera, "size": snap.size,
                            "sha256": snap.sha256}).encode()
-        written: list[Path] = []
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for path, data in ((self._jpg(snap.number), jpeg), (self._meta(snap.number), meta)):
-                tmp = path.with_suffix(path.suffix + ".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-                written.append(path)
+            write_atomically(self._jpg(snap.number), jpeg)
+            write_atomically(self._meta(snap.number), meta)  # last: a .json names a complete snapshot
         except OSError as exc:
-            for path in written:
-                _unlink(path)
-            for path in (self._jpg(snap.number), self._meta(snap.number)):
-                _unlink(path.with_suffix(path.suffix + ".tmp"))
+            self._unlink_files(snap.number)
             why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
             self.error = f"cannot write a snapshot in {self.directory}: {why}"
             return False

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenlens_common.files import write_atomically
+
 log = logging.getLogger("greenlens.publisher.spool")
 
 _NAME = re.compile(r"^(\d{12})\.json$")
@@ -145,15 +147,11 @@ class Spool:
                 fallback = i
         return fallback
 
-    def _write(self, path: Path, data: bytes) -> OSError | None:
-        tmp = path.with_suffix(".tmp")
+    @staticmethod
+    def _write(path: Path, data: bytes) -> OSError | None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_atomically(path, data)
         except OSError as exc:
-            _unlink(tmp)
             return exc
         return None
 

@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from ggsim.files import write_atomically
 
 from ..iotcore import IotCore, MqttMessage, Subscription
 
@@ -376,10 +377,7 @@ class ShadowManager:
             return
         entries = [{"thingName": t, "shadowName": n, "desired": s.desired, "reported": s.reported,
                     "version": s.version, "timestamp": s.timestamp} for (t, n), s in sorted(self._shadows.items())]
-        self._file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_name(self._file.name + ".tmp")
-        tmp.write_text(json.dumps(entries), encoding="utf-8")
-        os.replace(tmp, self._file)
+        write_atomically(self._file, json.dumps(entries))
 
 
 def _without_delta(document: dict[str, Any] | None) -> dict[str, Any] | None:

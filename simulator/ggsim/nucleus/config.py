@@ -43,7 +43,6 @@ import asyncio
 import copy
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from ggsim.files import write_atomically
 from ggsim.nucleus import config_merge
 from ggsim.nucleus.config_journal import ConfigJournal
 from ggsim.nucleus.java_numbers import as_java_numbers
@@ -465,12 +465,8 @@ class ConfigStore:
                 self._written.set()
         if self._effective_config is None:
             return
-        path = self._effective_config
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            yaml.safe_dump(self.effective_config(), f, sort_keys=False, default_flow_style=False)
-        os.replace(tmp, path)
+        write_atomically(self._effective_config,
+                         yaml.safe_dump(self.effective_config(), sort_keys=False, default_flow_style=False))
 
     # --------------------------------------------------------------- private
 

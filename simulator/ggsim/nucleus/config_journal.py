@@ -24,6 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ggsim.files import write_atomically
+
 __all__ = ["ConfigJournal"]
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,7 @@ class ConfigJournal:
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Write the whole configuration (write, then rename) and empty the log."""
-        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.snapshot_path.with_name(self.snapshot_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(snapshot, f, separators=(",", ":"), default=str)
-        os.replace(tmp, self.snapshot_path)
+        write_atomically(self.snapshot_path, json.dumps(snapshot, separators=(",", ":"), default=str))
         self.close()
         self.log_path.unlink(missing_ok=True)
         self._log_size = 0

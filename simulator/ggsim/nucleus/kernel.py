@@ -8,7 +8,8 @@ For deployments: ``await apply(target)`` makes exactly the components of ``targe
 (spec components §1.7, §4.2, §5.4): new ones start; a version or Install/Bootstrap change reinstalls; any
 other lifecycle or Setenv change, or a new/changed dependency, restarts; a configuration-only change
 does nothing (the component learns through IPC); a BROKEN component that is part of the deployment is
-reinstalled; components not in ``target`` are stopped (Uninstall runs) and forgotten. Recipe variables
+reinstalled, as is one whose ``runWith`` changes (a new posixUser: run_with.py); components not in ``target``
+are stopped (Uninstall runs) and forgotten. Recipe variables
 are interpolated here, against the configuration the deployment has already written.
 ``await wait_healthy(names, timeout)`` then waits as spec §5.4 step 8 says.
 
@@ -37,6 +38,7 @@ from .layout import RootLayout
 from .lifecycle import READY_STATES, ComponentService, State
 from .process import DEFAULT_GRACE, GreengrassLogs, ProcessRunner
 from .recipe import Recipe
+from .run_with import needs_reinstall
 from .variables import VariableContext, configuration_reader, interpolate_setenv, interpolate_step
 
 __all__ = ["Kernel", "StateListener", "TokenRevoker"]
@@ -81,6 +83,8 @@ class Kernel:
         self.timeouts = dict(timeouts or {})
         self._services: dict[str, ComponentService] = {}
         self._history: dict[str, list[str]] = {}
+        #: ``services.<name>.runWith`` (run_with.py), set by deployments
+        self._run_with: dict[str, dict[str, Any]] = {}
         #: Loop time at which each component entered its current state.
         self._entered: dict[str, float] = {}
         self._listeners: list[StateListener] = []
@@ -96,17 +100,23 @@ class Kernel:
 
     # -------------------------------------------------------------- deployments
 
-    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
-        """Make ``target``'s components run at these recipes (see the module docstring); the others are
-        removed too unless ``remove_others`` is false (a deployment removes them only once it succeeded,
-        with :meth:`remove_others`)."""
+    async def apply(self, target: Mapping[str, Recipe], *, run_with: Mapping[str, Mapping[str, Any]] | None = None,
+                    remove_others: bool = True) -> None:
+        """Make ``target``'s components run at these recipes, as these users (``run_with``: each one's
+        ``services.<name>.runWith``; see the module docstring); the others are removed too unless
+        ``remove_others`` is false (a deployment removes them only once it succeeded, with
+        :meth:`remove_others`)."""
         if self._changed is None:
             self._changed = asyncio.Event()
         versions = {name: recipe.version for name, recipe in target.items()}
+        previous_run_with = self._run_with
+        # components left out of target keep theirs until they are removed
+        self._run_with = {name: value for name, value in previous_run_with.items() if name not in target}
+        self._run_with.update({name: dict(run_with[name]) for name in target if run_with and run_with.get(name)})
         new_services: list[str] = []
         for name in self._start_order(target):
             recipe = self._interpolated(target[name], versions)
-            self.config.set_service_info(name, _service_info(recipe))
+            self.config.set_service_info(name, _service_info(recipe, self._run_with.get(name)))
             service = self._services.get(name)
             if service is None:
                 service = ComponentService(self, recipe, timeouts=self.timeouts)
@@ -117,6 +127,8 @@ class Kernel:
                 continue
             previous = service.recipe
             action = _change_action(previous, recipe)
+            if needs_reinstall(previous_run_with.get(name), self._run_with.get(name)):
+                action = "reinstall"
             bootstrap = "bootstrap" in recipe.lifecycle and (
                 previous.version != recipe.version
                 or previous.lifecycle.get("bootstrap") != recipe.lifecycle.get("bootstrap")
@@ -143,6 +155,7 @@ class Kernel:
             await service.close(timeout=max(30.0, self.stop_grace * 4))
             await service.uninstall()
             del self._services[name]
+            self._run_with.pop(name, None)
             self.config.set_service_info(name, None)
             self.tokens.revoke(name)
             self.logs.component(name, "INFO", "service-removed", "", {"serviceName": name})
@@ -270,6 +283,10 @@ class Kernel:
             log.info("UpdateState from %s, which the kernel does not run; ignored", component)
             return False
         return service.report_state(state)
+
+    def posix_user(self, name: str) -> str | None:
+        """The ``runWith.posixUser`` a deployment gave component ``name`` (None: the default user)."""
+        return self._run_with.get(name, {}).get("posixUser") or None
 
     def list_components(self) -> list[dict[str, Any]]:
         return [d for d in (self.component_details(n) for n in sorted(self._services)) if d is not None]
@@ -401,7 +418,7 @@ class Kernel:
         )
 
 
-def _service_info(recipe: Recipe) -> dict[str, Any]:
+def _service_info(recipe: Recipe, run_with: Mapping[str, Any] | None) -> dict[str, Any]:
     lifecycle: dict[str, Any] = {}
     if recipe.lifecycle_setenv:
         lifecycle["Setenv"] = dict(recipe.lifecycle_setenv)
@@ -420,6 +437,7 @@ def _service_info(recipe: Recipe) -> dict[str, Any]:
         "componentType": recipe.component_type,
         "dependencies": [f"{name}:{dep.dependency_type}" for name, dep in sorted(recipe.dependencies.items())],
         "lifecycle": lifecycle,
+        **({"runWith": dict(run_with)} if run_with else {}),
         "version": recipe.version,
     }
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 
+from ggsim.files import write_atomically
+
 from .process import ProcessRunner, ScriptProcess
 
 __all__ = ["ProcessLedger", "RecordingRunner"]
@@ -83,10 +85,7 @@ class ProcessLedger:
 
     def _write(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self._entries, indent=1), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps(self._entries, indent=1))
         except OSError as exc:
             log.error("cannot write %s: %s", self.path, exc)
 

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import semantic_version
 import yaml
 
+from ggsim.files import write_atomically
 from ggsim.nucleus.layout import RECIPE_SUFFIX, RootLayout, recipe_name_key
 from ggsim.nucleus.recipe import (
     Artifact,
@@ -58,9 +59,7 @@ class Store:
     def add_recipe(self, document: RecipeDocument) -> Path:
         """Store a validated recipe (re-serialised as YAML, as the nucleus does)."""
         path = self.layout.recipe_path(document.name, document.version)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(document.raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, yaml.safe_dump(document.raw, sort_keys=False, allow_unicode=True))
         return path
 
     def import_recipes(self, recipe_dir: str | Path) -> list[RecipeDocument]:

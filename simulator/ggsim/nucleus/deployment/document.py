@@ -31,6 +31,7 @@ import semantic_version
 
 from ggsim.nucleus.java_numbers import as_java_numbers
 from ggsim.nucleus.pointer import PointerError, parse_pointer
+from ggsim.nucleus.run_with import RunWithError, check_run_with
 
 __all__ = [
     "ConfigurationUpdate",
@@ -100,6 +101,13 @@ def _expect_mapping(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise DeploymentRequestError(name, f"expected an object, got {type(value).__name__} {value!r}")
     return dict(value)
+
+
+def _checked_run_with(value: dict[str, Any], where: str) -> dict[str, Any]:
+    try:
+        return check_run_with(value, where)
+    except RunWithError as exc:
+        raise DeploymentRequestError(exc.field, exc.reason) from None
 
 
 def _expect_string(value: Any, name: str) -> str:
@@ -216,7 +224,8 @@ def _parse_local(request: Mapping[str, Any]) -> dict[str, Any]:
     if policy not in FAILURE_POLICIES:
         raise DeploymentRequestError("failureHandlingPolicy", f"{policy!r} is not ROLLBACK or DO_NOTHING (upper-case)")
     run_with = {
-        name: _expect_mapping(info, f"componentToRunWithInfo.{name}")
+        name: _checked_run_with(_expect_mapping(info, f"componentToRunWithInfo.{name}"),
+                                f"componentToRunWithInfo.{name}")
         for name, info in _expect_mapping(request.get("componentToRunWithInfo"), "componentToRunWithInfo").items()
     }
     return {
@@ -274,7 +283,7 @@ def _parse_cloud(request: Mapping[str, Any]) -> dict[str, Any]:
                 merge=merge, reset=_expect_pointers(cu.get("reset"), f"{where}.configurationUpdate.reset")
             )
         if spec.get("runWith") is not None:
-            run_with[name] = _expect_mapping(spec["runWith"], f"{where}.runWith")
+            run_with[name] = _checked_run_with(_expect_mapping(spec["runWith"], f"{where}.runWith"), f"{where}.runWith")
     policies = _expect_mapping(request.get("deploymentPolicies"), "deploymentPolicies")
     policy = policies.get("failureHandlingPolicy") or "ROLLBACK"
     if policy not in FAILURE_POLICIES:

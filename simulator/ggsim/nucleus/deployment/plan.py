@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ggsim.nucleus.config_merge import fill_defaults, merge_configuration, reset_configuration
 from ggsim.nucleus.nesting import MAX_NESTING_DEPTH, nesting_depth_exceeds
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.resolver import ResolutionError, resolve
+from ggsim.nucleus.run_with import next_run_with
 from ggsim.nucleus.store import Store, StoreError
 
 from .document import ConfigurationUpdate, DeploymentDocument
@@ -119,6 +120,8 @@ class DeploymentPlan:
     removed: list[str]
     updated: list[str]  # version changed
     unchanged: list[str]
+    #: ``services.<name>.runWith`` after the deployment (components that have one)
+    run_with: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def versions(self) -> dict[str, str]:
@@ -147,6 +150,7 @@ def plan_deployment(
     store: Store,
     platform: Mapping[str, str],
     builtin: Mapping[str, str] | None = None,
+    current_run_with: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DeploymentPlan:
     """Import the request's recipes and artifacts into `store`, resolve versions, load recipes for `platform`,
     prepare artifacts and compute every component's new configuration. Raises `DeploymentError`."""
@@ -218,5 +222,6 @@ def plan_deployment(
     removed = sorted(set(current) - set(target))
     updated = sorted(n for n in set(target) & set(current) if target[n].version != current[n].version)
     unchanged = sorted(n for n in set(target) & set(current) if target[n].version == current[n].version)
+    run_with = next_run_with(target, current_run_with or {}, doc.run_with, own_roots)
     return DeploymentPlan(groups=new_groups, target=target, configurations=configurations, added=added,
-                          removed=removed, updated=updated, unchanged=unchanged)
+                          removed=removed, updated=updated, unchanged=unchanged, run_with=run_with)

@@ -19,13 +19,13 @@ import asyncio
 import copy
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import ggsim
 from ggsim.aws.catalogue import builtin_versions
+from ggsim.files import write_atomically
 from ggsim.nucleus.config import ConfigStore
 from ggsim.nucleus.recipe import Recipe, RecipeError
 from ggsim.nucleus.store import Store, StoreError
@@ -52,8 +52,10 @@ HEALTH_POLL_INTERVAL = 1.0
 class ComponentKernel(Protocol):
     """The kernel as a deployment sees it (ggsim.nucleus.kernel.Kernel is one)."""
 
-    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
-        """Make these components run at these recipes (and, with remove_others, no other)."""
+    async def apply(self, target: Mapping[str, Recipe], *, run_with: Mapping[str, Mapping[str, Any]] | None = None,
+                    remove_others: bool = True) -> None:
+        """Make these components run at these recipes, as these users (each one's runWith), and, with
+        remove_others, no other."""
         ...
 
     async def remove_others(self, keep: Iterable[str]) -> None:
@@ -104,6 +106,8 @@ class DeploymentManager:
         self._activating: str | None = None
         self._groups: dict[str, dict[str, str]] = {}
         self._target: dict[str, Recipe] = {}
+        #: services.<name>.runWith, as deployments left it (persisted with the target)
+        self._run_with: dict[str, dict[str, Any]] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
         self._done: dict[str, asyncio.Event] = {}
@@ -191,10 +195,13 @@ class DeploymentManager:
             except (RecipeError, StoreError) as exc:
                 log.error("cannot restore %s %s: %s", name, version, exc)
         self._target = target
+        run_with = state.get("runWith")
+        if isinstance(run_with, dict):
+            self._run_with = {str(n): dict(v) for n, v in run_with.items() if isinstance(v, dict)}
         self._persist_history()
         if target:
             try:
-                await self._kernel.apply(dict(target))
+                await self._kernel.apply(dict(target), run_with=self._run_with)
             except Exception:  # one bad component must not stop the simulator from starting
                 log.exception("re-applying the persisted deployment failed")
 
@@ -203,6 +210,7 @@ class DeploymentManager:
         state = {
             "groups": self._groups,
             "target": {name: recipe.version for name, recipe in self._target.items()},
+            "runWith": self._run_with,
             "activating": self._activating,
         }
         self._write_json(self.store.layout.deployments_dir / STATE_FILE, state)
@@ -271,11 +279,12 @@ class DeploymentManager:
         self._persist_history()
         previous_target = dict(self._target)
         previous_groups = copy.deepcopy(self._groups)
+        previous_run_with = copy.deepcopy(self._run_with)
         current_configs = self._current_configurations()
         try:
             plan = await asyncio.to_thread(
                 plan_deployment, doc, previous_groups, previous_target, current_configs, self.store,
-                self._platform, self._builtin,
+                self._platform, self._builtin, previous_run_with,
             )
         except DeploymentError as exc:
             self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE", str(exc), error_report(exc.codes))
@@ -292,11 +301,12 @@ class DeploymentManager:
         config_before = self._config.snapshot()
         self._write_configurations(plan, doc.created_on)
         self._groups = plan.groups
+        self._run_with = plan.run_with
         # Until it succeeds, the components it removes still run (and would after a kill, as on the nucleus).
         self._target = {**{n: previous_target[n] for n in plan.removed}, **plan.target}
         self._activating = doc.deployment_id
         self.persist()
-        failure = await self._activate(plan.target)
+        failure = await self._activate(plan.target, plan.run_with)
         if failure is None:
             await self._kernel.remove_others(plan.target)
             for name in plan.removed:
@@ -315,9 +325,10 @@ class DeploymentManager:
         # ROLLBACK: the previous target and configuration, exactly.
         self._config.restore(config_before)
         self._groups = previous_groups
+        self._run_with = previous_run_with
         self._target = {**previous_target, **{n: plan.target[n] for n in plan.added}}
         self.persist()
-        rollback_failure = await self._activate(previous_target)
+        rollback_failure = await self._activate(previous_target, previous_run_with)
         if rollback_failure is None:
             await self._kernel.remove_others(previous_target)
             self._target = previous_target
@@ -346,10 +357,11 @@ class DeploymentManager:
         for name in sorted(plan.configurations):  # the target's and ggsim's built-in components'
             self._config.replace(name, plan.configurations[name], timestamp)
 
-    async def _activate(self, target: dict[str, Recipe]) -> tuple[str, ErrorReport] | None:
+    async def _activate(self, target: dict[str, Recipe],
+                        run_with: Mapping[str, Mapping[str, Any]]) -> tuple[str, ErrorReport] | None:
         """Apply `target` (removing nothing) and watch it; returns None when healthy, else why not."""
         try:
-            await self._kernel.apply(dict(target), remove_others=False)
+            await self._kernel.apply(dict(target), run_with=run_with, remove_others=False)
             if not target:
                 return None
             states = await self._kernel.wait_healthy(sorted(target), self.health_timeout,
@@ -427,7 +439,4 @@ class DeploymentManager:
 
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(data, indent=2, sort_keys=True))

@@ -1,0 +1,25 @@
+"""Writing a file so that no reader (and no restart after a kill) ever sees half of it.
+
+Every file ggsim keeps across restarts (recipes, effectiveConfig.yaml, the configuration snapshot,
+deployment records, the process ledger, local shadows) is written here: to ``NAME.tmp`` beside it, then
+renamed over it. A failed write removes its temporary file and raises the OSError.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["write_atomically"]
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` (text is written as UTF-8), creating its folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
