@@ -72,6 +72,21 @@ def test_a_core_killed_mid_roll_out_times_out_and_shows_unhealthy(gg, s3, fleet)
             if d["coreDeviceThingName"] == member.thing] == [member.thing]
 
 
+def test_a_core_stopped_cleanly_stays_healthy_only_a_killed_one_turns_unhealthy(gg, fleet) -> None:
+    _, stopped = fleet(3)
+    for thing in stopped.things:
+        wait_until(lambda t=thing: core_device(gg, t)["status"] == "HEALTHY", 30, f"{thing} HEALTHY")
+    stopped.stop()  # SIGTERM: a clean stop sends DISCONNECT, so the broker drops the last will
+    assert all(m.process is not None and m.process.returncode == 0 for m in stopped.members)
+    # a core killed after them: once its will has reached the control plane, theirs would have too
+    _, killed = fleet(1)
+    [sentinel] = killed.members
+    wait_until(lambda: core_device(gg, sentinel.thing)["status"] == "HEALTHY", 30, "the sentinel HEALTHY")
+    killed.kill(sentinel)
+    wait_until(lambda: core_device(gg, sentinel.thing)["status"] == "UNHEALTHY", 30, "the sentinel's last will")
+    assert {t: core_device(gg, t)["status"] for t in stopped.things} == {t: "HEALTHY" for t in stopped.things}
+
+
 def test_a_fleet_member_without_a_broker_is_refused_naming_the_option(tmp_path) -> None:
     import subprocess
     import sys

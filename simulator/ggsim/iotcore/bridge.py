@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ class MqttBridge:
         self._pending_subacks: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
         self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=paho.MQTTv5)
         self._client.reconnect_delay_set(min_delay=1, max_delay=8)
@@ -64,6 +66,7 @@ class MqttBridge:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
 
     @property
     def connected(self) -> bool:
@@ -80,8 +83,24 @@ class MqttBridge:
         except TimeoutError:
             log.warning("IoT Core bridge: %s not reachable yet; publishes are spooled until it is", self.url)
 
-    async def stop(self) -> None:
-        self._client.disconnect()
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Disconnect cleanly, so that the broker does not publish the last will: end every subscription and
+        wait for the broker's answers to all (UN)SUBSCRIBEs (an answer arriving after we closed the socket
+        makes the broker see a broken connection before it reads our DISCONNECT), send DISCONNECT and wait
+        until paho has written it, then stop paho's thread (stopping it at once may close the socket before
+        the DISCONNECT is written)."""
+        if self.connected:
+            for sub in list(self._subs):
+                sub.cancel()
+            pending = [f for f in self._pending_subacks.values() if not f.done()]
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout)
+            self._client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._disconnected.wait(), timeout)
+        else:
+            self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
     # ---- paho callbacks (paho's thread) → the loop
@@ -119,11 +138,16 @@ class MqttBridge:
         failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
         self._call(self._suback, mid, "; ".join(failed) or None)
 
+    def _on_unsubscribe(self, client: paho.Client, userdata: object, mid: int, reasons: object,
+                        props: object = None) -> None:
+        self._call(self._suback, mid, None)
+
     # ---- on the loop
 
     def _connected_on_loop(self) -> None:
         log.info("IoT Core bridge connected to %s", self.url)
         self._connected.set()
+        self._disconnected.clear()
         for sub in self._subs:
             self._client.subscribe(sub.topic_filter, qos=sub.qos)
         while self._spool and self.connected:
@@ -135,6 +159,7 @@ class MqttBridge:
         if self._connected.is_set():
             log.warning("IoT Core bridge lost %s: %s", self.url, reason)
         self._connected.clear()
+        self._disconnected.set()
 
     def _deliver(self, message: MqttMessage) -> None:
         for sub in list(self._subs):
@@ -205,7 +230,9 @@ class MqttBridge:
         if sub in self._subs:
             self._subs.remove(sub)
             if self.connected and not any(s.topic_filter == sub.topic_filter for s in self._subs):
-                self._client.unsubscribe(sub.topic_filter)
+                result, mid = self._client.unsubscribe(sub.topic_filter)
+                if result == paho.MQTT_ERR_SUCCESS and self._loop is not None:
+                    self._pending_subacks[mid] = self._loop.create_future()  # stop() waits for its UNSUBACK
 
     def observe(self, callback: MessageCallback) -> Callable[[], None]:
         self._observers.append(callback)
