@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,9 +129,15 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
 
     from devsupport.mosquitto import Mosquitto
 
+    # SIGTERM (and SIGINT even where a shell started us with it ignored) ends the rehearsal like Ctrl-C: the
+    # cores run in sessions of their own, so only this process can stop them and their components
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _interrupt)
     clock = Clock(args.clock_scale)
     scale = clock.describe()
     args.base.mkdir(parents=True, exist_ok=True)
+    for stale in [*args.base.glob("greenlens-*"), args.base / "broken"]:
+        shutil.rmtree(stale, ignore_errors=True)  # every rehearsal starts from new cores (a root remembers)
     broker = Mosquitto(Path(tempfile.mkdtemp(prefix="fleet-mosquitto-")))
     plane = ControlPlane(region=REGION, clock=clock, broker_url=broker.url).start()
     say(scale, f"control plane {plane.url}, broker {broker.url}")
@@ -210,6 +218,10 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
         cores.stop()
         plane.stop()
         broker.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _status(gg: Any, thing: str, deployment_id: str) -> str | None:
