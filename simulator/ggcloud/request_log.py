@@ -27,7 +27,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import botocore.session
-from botocore.model import OperationModel, ServiceModel
+from botocore.model import ServiceModel
+
+from .api_model import Route, path_pattern
 
 __all__ = ["DEPENDENT_ACTIONS", "Call", "RequestLog", "iam_actions"]
 
@@ -84,11 +86,9 @@ def _models() -> dict[str, ServiceModel]:
 
 
 @dataclass(frozen=True)
-class _Route:
-    operation: OperationModel
-    method: str
-    pattern: re.Pattern[str]
-    labels: tuple[str, ...]
+class _Route(Route):
+    """A REST operation's route, with what its request must also carry to be that operation."""
+
     query_keys: tuple[str, ...]
     headers: tuple[str, ...]  # the WSGI names of the required headers (CopyObject: x-amz-copy-source)
 
@@ -99,11 +99,8 @@ def _routes(service: str) -> list[_Route]:
     routes = []
     for name in model.operation_names:
         op = model.operation_model(name)
-        path, _, query = op.http["requestUri"].partition("?")
-        labels = tuple(re.findall(r"{(\w+)\+?}", path))
-        regex = re.escape(path).replace(r"\{", "{").replace(r"\}", "}").replace(r"\+}", "+}")
-        regex = re.sub(r"{\w+\+}", "(.+)", regex)
-        regex = re.sub(r"{\w+}", "([^/]+)", regex)
+        regex, labels = path_pattern(op.http["requestUri"])
+        query = op.http["requestUri"].partition("?")[2]
         required = set(op.input_shape.required_members) if op.input_shape else set()
         members = op.input_shape.members if op.input_shape else {}
         keys = [k.split("=")[0] for k in query.split("&") if k]
