@@ -151,8 +151,12 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
     page = None
     shown: list[str] = []  # the devices on the page: none until they are registered things
     try:
-        page = FleetPage(gg, lambda: shown, scale, port=args.page_port,
-                         components=COMPONENTS, title="GreenLens fleet").start()
+        try:
+            page = FleetPage(gg, lambda: shown, scale, port=args.page_port, components=COMPONENTS,
+                             title="GreenLens fleet").start()
+        except OSError as exc:
+            sys.exit(f"fleet: cannot serve the fleet page on 127.0.0.1:{args.page_port} ({exc.strerror}); "
+                     "choose another with --page-port PORT")
         say(scale, f"the fleet page: {page.url}")
         gdk = install_gdk()
         say(scale, "publishing every GreenLens component with gdk component build / publish ...")
