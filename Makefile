@@ -26,7 +26,8 @@ run: build
 	$(PY) -m scripts.run_demo $(RUN_ARGS)
 
 # The fleet roll-out rehearsed offline: control plane + Mosquitto + 5 ggsim cores, GreenLens published with the
-# real GDK, greenlens.App rolled out canary-style, the broken greenlens.Model 1.0.2 aborted and rolled back.
+# real GDK, greenlens.App rolled out canary-style, the broken greenlens.Model 1.0.2 aborted and rolled back;
+# the live fleet page is http://127.0.0.1:8100/ (FLEET_ARGS="--page-port N" to move it).
 fleet: setup
 	$(PY) -m scripts.fleet_demo $(FLEET_ARGS)
 

@@ -1,6 +1,11 @@
 """`make fleet`: the GreenLens roll-out rehearsed offline, end to end, with a live fleet view.
 
-    python -m scripts.fleet_demo [-n 5] [--clock-scale 4] [--base build/fleet]   (from the repository root)
+    python -m scripts.fleet_demo [-n 5] [--clock-scale 4] [--base build/fleet] [--page-port 8100]
+    (from the repository root)
+
+The live view is both the terminal table and the fleet page (ggsim.fleet.page, http://127.0.0.1:8100/),
+whose URL is printed first: each device's health, latest deployment and execution status with its
+reason, component versions and the clock scale, refreshed every second.
 
 1. a Mosquitto (devsupport.mosquitto) and the control plane (ggcloud) on loopback, at a clock scale
    (roll-out rates are per minute; every line of the view names the scale);
@@ -25,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +48,7 @@ REGION = "us-east-1"
 BUCKET = "greenlens-fleet-rehearsal"
 FOLDERS = ["components/capture", "components/inference", "components/publisher", "components/model", "."]
 BROKEN_MODEL = "1.0.2"
+COMPONENTS = ["greenlens.App", "greenlens.Model", "greenlens.Inference"]  # the columns of the table and page
 
 
 def say(clock: str, text: str) -> None:
@@ -108,19 +116,28 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
                     help="roll-out minutes run this much faster (default 4: a minute lasts 15 s)")
     ap.add_argument("--base", type=Path, default=REPO / "build" / "fleet", help="the cores' roots")
     ap.add_argument("--no-view", action="store_true", help="print progress lines instead of the live table")
+    ap.add_argument("--page-port", type=int, default=8100,
+                    help="the fleet page's port on 127.0.0.1 (default 8100, beside the cores' pages 8101...)")
     args = ap.parse_args()
 
     import boto3
     from ggcloud.clock import Clock
     from ggcloud.server import ControlPlane
     from ggsim.fleet.launcher import Fleet, register
+    from ggsim.fleet.page import FleetPage
     from ggsim.fleet.view import device_rows, render
 
     from devsupport.mosquitto import Mosquitto
 
+    # SIGTERM (and SIGINT even where a shell started us with it ignored) ends the rehearsal like Ctrl-C: the
+    # cores run in sessions of their own, so only this process can stop them and their components
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _interrupt)
     clock = Clock(args.clock_scale)
     scale = clock.describe()
     args.base.mkdir(parents=True, exist_ok=True)
+    for stale in [*args.base.glob("greenlens-*"), args.base / "broken"]:
+        shutil.rmtree(stale, ignore_errors=True)  # every rehearsal starts from new cores (a root remembers)
     broker = Mosquitto(Path(tempfile.mkdtemp(prefix="fleet-mosquitto-")))
     plane = ControlPlane(region=REGION, clock=clock, broker_url=broker.url).start()
     say(scale, f"control plane {plane.url}, broker {broker.url}")
@@ -131,7 +148,16 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
     cores = Fleet(args.base, broker.url, plane.url, count=args.n, prefix="greenlens", region=REGION,
                   status_interval=5.0, env={"PATH": path},
                   component_user=python_component_user())
+    page = None
+    shown: list[str] = []  # the devices on the page: none until they are registered things
     try:
+        try:
+            page = FleetPage(gg, lambda: shown, scale, port=args.page_port, components=COMPONENTS,
+                             title="GreenLens fleet").start()
+        except OSError as exc:
+            sys.exit(f"fleet: cannot serve the fleet page on 127.0.0.1:{args.page_port} ({exc.strerror}); "
+                     "choose another with --page-port PORT")
+        say(scale, f"the fleet page: {page.url}")
         gdk = install_gdk()
         say(scale, "publishing every GreenLens component with gdk component build / publish ...")
         publish_with_gdk(gdk, plane.url)
@@ -139,6 +165,7 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
         say(scale, "published: " + ", ".join(f"{c['componentName']} {c['latestVersion']['componentVersion']}"
                                             for c in listed))
         group_arn = register(iot, cores.things, ["GreenLensFleet"])["GreenLensFleet"]
+        shown.extend(cores.things)
         cores.start()
         say(scale, f"{args.n} cores started under {cores.base}")
         versions = {c["componentName"]: c["latestVersion"]["componentVersion"] for c in listed}
@@ -190,9 +217,15 @@ def main() -> None:  # noqa: PLR0915 - one scripted story, step by step
     except KeyboardInterrupt:
         pass
     finally:
+        if page is not None:
+            page.stop()
         cores.stop()
         plane.stop()
         broker.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _status(gg: Any, thing: str, deployment_id: str) -> str | None:
@@ -204,7 +237,7 @@ def show(gg: Any, things: list[str], scale: str, plain: bool, render: Any, devic
          until: Any, timeout: float | None) -> None:
     """The live table (or progress lines) until ``until()`` holds or ``timeout`` passes."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    components = ["greenlens.App", "greenlens.Model", "greenlens.Inference"]
+    components = COMPONENTS
 
     def over() -> bool:
         return (until is not None and until()) or (deadline is not None and time.monotonic() > deadline)

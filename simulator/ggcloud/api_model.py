@@ -66,14 +66,20 @@ class Route:
     labels: tuple[str, ...]
 
 
+def path_pattern(request_uri: str) -> tuple[str, tuple[str, ...]]:
+    """A botocore ``requestUri``'s path (``/{Bucket}/{Key+}``) as a regex source and its label names."""
+    path = request_uri.split("?")[0]
+    labels = tuple(re.findall(r"{(\w+)\+?}", path))
+    regex = re.escape(path).replace(r"\{", "{").replace(r"\}", "}").replace(r"\+}", "+}")
+    regex = re.sub(r"{\w+\+}", "(.+)", regex)
+    return re.sub(r"{\w+}", "([^/]+)", regex), labels
+
+
 def _routes() -> list[Route]:
     routes = []
     for name in MODEL.operation_names:
         op = MODEL.operation_model(name)
-        path = op.http["requestUri"].split("?")[0]
-        labels = tuple(re.findall(r"{(\w+)\+?}", path))
-        regex = re.sub(r"{\w+\+}", "(.+)", re.escape(path).replace(r"\{", "{").replace(r"\}", "}"))
-        regex = re.sub(r"{\w+}", "([^/]+)", regex)
+        regex, labels = path_pattern(op.http["requestUri"])
         routes.append(Route(op, op.http["method"], re.compile(f"^{regex}$"), labels))
     # literal paths before templated ones (/deployments/{id} must not swallow nothing it should not)
     return sorted(routes, key=lambda r: len(r.labels))

@@ -368,7 +368,11 @@ class GreengrassService:
         if d.status != "ACTIVE":
             raise conflict("DEPLOYMENT", d.deployment_id, f"deployment {d.deployment_id} is {d.status}, "
                            "not ACTIVE: only an active deployment can be cancelled")
-        self.engine.cancel_job(d.job_id, force=False, reason="CANCELED_BY_USER", comment="CancelDeployment")
+        # As the service: the deployment's IoT job is cancelled with force, so things not yet notified never
+        # get it, QUEUED executions and IN_PROGRESS ones both become CANCELED. A core told its in-progress job
+        # is gone stops the deployment if it has not started to apply it; one already applying finishes, but
+        # IoT Jobs refuses its final update: the execution stays CANCELED.
+        self.engine.cancel_job(d.job_id, force=True, reason="CANCELED_BY_USER", comment="CancelDeployment")
         d.status = "CANCELED"
         return {"message": f"deployment {d.deployment_id} cancelled"}
 

@@ -2,7 +2,8 @@
 what moto provides, in its server mode) and Greengrass v2, plus the IoT Jobs roll-out engine and, with a
 broker, the Jobs MQTT API. A request goes to Greengrass v2 when it is signed for the ``greengrass``
 service or its path starts with ``/greengrass/``; everything else to moto's own dispatcher, which picks the
-service from the signature as it does in ``moto_server``."""
+service from the signature as it does in ``moto_server``. Every request's operation is recorded
+(request_log.py); ``GET /_ggcloud/calls`` lists them with the IAM actions they need."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from .clock import Clock
 from .core_devices import CoreDevices
 from .greengrass import GreengrassService
 from .jobs_mqtt import JobsMqtt
+from .request_log import RequestLog
 from .rollout import RolloutEngine
 
 log = logging.getLogger("ggcloud")
 SIGNING_NAME = "greengrass"
+CALLS_PATH = "/_ggcloud/calls"
 
 
 def _signed_service(environ: dict[str, Any]) -> str | None:
@@ -64,6 +67,7 @@ class ControlPlane:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
+        self.request_log = RequestLog()
 
     def iot(self) -> IoTBackend:
         return iot_backends[ACCOUNT_ID][self.region]
@@ -105,6 +109,11 @@ class ControlPlane:
     # -- WSGI -------------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         self.requests += 1
+        if environ.get("PATH_INFO") == CALLS_PATH and not environ.get("HTTP_AUTHORIZATION"):
+            body = json.dumps([c.as_json() for c in self.request_log.calls()]).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        self.request_log.record(environ)
         service = _signed_service(environ)
         if service == SIGNING_NAME or (service is None and environ.get("PATH_INFO", "").startswith("/greengrass/")):
             return self._greengrass(environ, start_response)

@@ -151,6 +151,9 @@ class FleetAgent:
         self._last_deployment: dict[str, Any] | None = None
         #: group -> the configurationArn of the last deployment applied from it (for fleetConfigArns)
         self._arns: dict[str, str] = {}
+        #: (job id, deployment id) being run; a notify-next naming another job (or none) means it was cancelled
+        self._job: tuple[str, str] | None = None
+        self._cancelled: set[str] = set()
 
     # ------------------------------------------------------------------ wiring
 
@@ -191,6 +194,9 @@ class FleetAgent:
             log.warning("fleet: %s is not JSON; ignored", message.topic)
             return
         execution = body.get("execution") if isinstance(body, dict) else None
+        head = execution.get("jobId") if isinstance(execution, dict) else None
+        if self._job is not None and head != self._job[0]:
+            self._cancel_running(*self._job)
         if not isinstance(execution, dict) or execution.get("status") not in ("QUEUED", "IN_PROGRESS"):
             return
         job_id = execution.get("jobId")
@@ -198,6 +204,16 @@ class FleetAgent:
             return
         self._seen.add(job_id)
         self._queue.put_nowait(execution)
+
+    def _cancel_running(self, job_id: str, deployment_id: str) -> None:
+        """The running job is no longer this thing's next: it was cancelled (IoT Jobs no longer accepts its
+        updates). As the nucleus: stop it if it has not started to apply, else let it run to its end."""
+        self._job = None
+        self._cancelled.add(job_id)
+        # not created yet (artifacts being fetched): _run stops before creating it
+        stopped = self._deployments.status(deployment_id) is None or self._deployments.cancel(deployment_id)
+        log.warning("fleet: job %s was cancelled; deployment %s %s", job_id, deployment_id,
+                    "stopped before it was applied" if stopped else "was already being applied and runs to its end")
 
     async def _publish(self, topic: str, body: Mapping[str, Any]) -> None:
         await self._iotcore.publish(MqttMessage(topic, json.dumps(body).encode(), qos=1))
@@ -231,6 +247,7 @@ class FleetAgent:
             return
         group = _group_of(document["configurationArn"])
         log.info("fleet: job %s, deployment %s for %s", job_id, deployment_id, group)
+        self._job = (job_id, deployment_id)
         roots = self._deployments.groups
         roots[group] = {n: c["componentVersion"] for n, c in request["components"].items()}
         roots = {g: r for g, r in roots.items() if r}
@@ -243,12 +260,19 @@ class FleetAgent:
                     "detailedDeploymentStatus": "FAILED_NO_STATE_CHANGE", "deploymentFailureCause": str(exc),
                     "deploymentErrorStack": report.stack, "deploymentErrorTypes": report.types}})
             return
+        if job_id in self._cancelled:
+            log.info("fleet: job %s cancelled while its artifacts were fetched; nothing applied", job_id)
+            return
         self._deployments.create(request, deployment_id=deployment_id)
         record = await self._deployments.wait(deployment_id)
+        if record.get("status") == "CANCELED":
+            await self._publish_status("THING_GROUP_DEPLOYMENT")
+            return
         await self._finish(job_id, group, document, record)
 
     async def _finish(self, job_id: str, group: str, document: Mapping[str, Any],
                       record: Mapping[str, Any]) -> None:
+        self._job = None
         details = record.get("deploymentStatusDetails") or {}
         status = "SUCCEEDED" if record.get("status") == "SUCCEEDED" else "FAILED"
         reported = {"detailed-deployment-status": details.get("detailedDeploymentStatus", "SUCCESSFUL")}

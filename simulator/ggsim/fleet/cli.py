@@ -63,12 +63,28 @@ def up(count: int, endpoint: str, mqtt_broker: str, groups: tuple[str, ...], bas
 @click.option("--group", required=True, help="The thing group whose core devices to show.")
 @click.option("--clock-scale", default=1.0, show_default=True, help="The control plane's clock scale.")
 @click.option("--region", default="us-east-1", show_default=True, envvar="AWS_REGION")
-def view(endpoint: str, group: str, clock_scale: float, region: str) -> None:
-    """A live table of the group's core devices (Ctrl-C ends it)."""
-    from .view import watch
+@click.option("--web", "web_port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Also serve the view as a live web page on 127.0.0.1:PORT (0: any free port).")
+def view(endpoint: str, group: str, clock_scale: float, region: str, web_port: int | None) -> None:
+    """A live table of the group's core devices (Ctrl-C ends it); with --web, the same as a web page."""
+    from .view import clock_text, watch
 
     url = None if endpoint == "aws" else endpoint
     iot, gg = _clients(url, region)
-    things = [t for page in iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group)
-              for t in page["things"]]
-    watch(gg, sorted(things), f"clock scale {clock_scale:g} (1 min = {60 / clock_scale:g} s)")
+
+    def things() -> list[str]:
+        return sorted(t for page in iot.get_paginator("list_things_in_thing_group").paginate(thingGroupName=group)
+                      for t in page["things"])
+
+    clock = clock_text(clock_scale)
+    page = None
+    if web_port is not None:
+        from .page import FleetPage
+
+        page = FleetPage(gg, things, clock, port=web_port, title=f"Fleet {group}").start()
+        click.echo(f"ggsim fleet: the fleet page is at {page.url}", err=True)
+    try:
+        watch(gg, things(), clock)
+    finally:
+        if page is not None:
+            page.stop()

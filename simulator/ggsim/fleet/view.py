@@ -1,7 +1,8 @@
 """The fleet at a glance: each core device's health, its latest deployment's execution status and the
 versions it runs, read from Greengrass v2 (ListCoreDevices, ListEffectiveDeployments,
 ListInstalledComponents) and shown as a rich table that refreshes. Every line names the clock scale the
-control plane runs at, since roll-out rates are per (scaled) minute."""
+control plane runs at, since roll-out rates are per (scaled) minute. The web page (page.py) shows the same
+rows, columns and colours."""
 
 from __future__ import annotations
 
@@ -9,7 +10,23 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["device_rows", "render", "watch"]
+__all__ = ["EXECUTION_COLOURS", "HEALTH_COLOURS", "clock_text", "component_columns", "device_rows", "render",
+           "watch"]
+
+#: colour names (rich styles; page.py maps them to CSS) by device health and by execution status
+HEALTH_COLOURS = {"HEALTHY": "green", "UNHEALTHY": "red"}
+EXECUTION_COLOURS = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "REJECTED": "red",
+                     "CANCELED": "yellow", "IN_PROGRESS": "cyan", "QUEUED": "cyan"}
+
+
+def clock_text(scale: float) -> str:
+    """What every output says about the clock, e.g. "clock scale 6 (1 min = 10 s)"."""
+    return f"clock scale {scale:g} (1 min = {60 / scale:g} s)"
+
+
+def component_columns(rows: Sequence[dict[str, Any]], components: Sequence[str] = ()) -> list[str]:
+    """The component columns: ``components`` when given, else every component a row reports."""
+    return list(components) or sorted({n for r in rows for n in r["versions"]})
 
 
 def _latest(effective: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -46,15 +63,14 @@ def render(rows: Sequence[dict[str, Any]], clock: str, components: Sequence[str]
     """A rich Table of ``rows``; ``clock`` (e.g. "clock scale 60 (1 min = 1 s)") on every line."""
     from rich.table import Table
 
-    names = list(components) or sorted({n for r in rows for n in r["versions"]})
+    names = component_columns(rows, components)
     table = Table("device", "health", "deployment", "execution", *names, "clock",
                   title=f"GreenLens fleet — {time.strftime('%H:%M:%S')} — {clock}")
     for row in rows:
         health = row["health"]
-        style = {"HEALTHY": "green", "UNHEALTHY": "red"}.get(health, "yellow")
+        style = HEALTH_COLOURS.get(health, "yellow")
         execution = row["execution"]
-        estyle = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "CANCELED": "yellow",
-                  "IN_PROGRESS": "cyan", "QUEUED": "cyan"}.get(execution, "")
+        estyle = EXECUTION_COLOURS.get(execution, "")
         table.add_row(row["thing"], f"[{style}]{health}[/]", row["deployment"],
                       f"[{estyle}]{execution}[/]" if estyle else execution,
                       *(row["versions"].get(n, "-") for n in names), clock)

@@ -77,8 +77,10 @@ class UpdateHub:
             event = {"preUpdateEvent": {"deploymentId": deployment_id, "isGgcRestarting": is_ggc_restarting}}
             for subscriber in list(self._subscribers):
                 subscriber.send_event(event)
-            done, pending = await asyncio.wait(self._answers.values(), timeout=timeout)
-            self._deployment_id = None
+            try:
+                done, pending = await asyncio.wait(self._answers.values(), timeout=timeout)
+            finally:  # answered, timed out or the deployment cancelled: no deferral is awaited any more
+                self._deployment_id = None
             if pending:
                 log.warning("deployment %s: no answer to the update notice from %s within %.0f s; going ahead",
                             deployment_id, ", ".join(c for c, f in self._answers.items() if f in pending), timeout)

@@ -113,6 +113,9 @@ class DeploymentManager:
         self._done: dict[str, asyncio.Event] = {}
         self._queue: asyncio.Queue[DeploymentDocument] | None = None
         self._worker: asyncio.Task[None] | None = None
+        #: The deployment being run and its task (cancelled by `cancel` until it starts to apply).
+        self._running: tuple[str, asyncio.Task[None]] | None = None
+        self._cancelling: set[str] = set()
 
     # ------------------------------------------------------------- public API
 
@@ -154,8 +157,23 @@ class DeploymentManager:
         """Every remembered deployment, oldest first."""
         return [copy.deepcopy(self._records[i]) for i in self._order]
 
+    def cancel(self, deployment_id: str) -> bool:
+        """Cancel a deployment that has not started to apply, as the nucleus's DeploymentService does when
+        its IoT job is cancelled: queued, resolving, downloading or waiting for the components' answer to
+        the update notice (componentUpdatePolicy NOTIFY_COMPONENTS) -> True, it ends CANCELED with nothing
+        changed. One already applying (configurations written, components restarting) runs to its end
+        -> False; so does an unknown or finished one."""
+        record = self._records.get(deployment_id)
+        if record is None or record.get("status") in TERMINAL_STATUSES or self._activating == deployment_id:
+            return False
+        self._cancelling.add(deployment_id)
+        if self._running is not None and self._running[0] == deployment_id:
+            self._running[1].cancel()
+        log.info("deployment %s cancelled before it was applied", deployment_id)
+        return True
+
     async def wait(self, deployment_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Wait until the deployment has finished (SUCCEEDED or FAILED); returns its status."""
+        """Wait until the deployment has finished (SUCCEEDED, FAILED or CANCELED); returns its status."""
         event = self._done.get(deployment_id)
         if event is None:
             raise KeyError(f"no deployment with id {deployment_id!r}")
@@ -246,9 +264,18 @@ class DeploymentManager:
         assert self._queue is not None
         while True:
             doc = await self._queue.get()
+            if doc.deployment_id in self._cancelling:
+                self._cancelled(doc.deployment_id)
+                self._queue.task_done()
+                continue
+            run = asyncio.get_running_loop().create_task(self._run(doc), name=f"deployment {doc.deployment_id}")
+            self._running = (doc.deployment_id, run)
             try:
-                await self._run(doc)
+                await run
             except asyncio.CancelledError:
+                if doc.deployment_id in self._cancelling and run.cancelled() and not self._stopping():
+                    self._cancelled(doc.deployment_id)
+                    continue
                 applied = self._activating == doc.deployment_id
                 self._finish(doc.deployment_id, "FAILED",
                              "FAILED_ROLLBACK_NOT_REQUESTED" if applied else "FAILED_NO_STATE_CHANGE",
@@ -260,7 +287,17 @@ class DeploymentManager:
                 self._finish(doc.deployment_id, "FAILED", "FAILED_NO_STATE_CHANGE",
                              f"internal error: {type(exc).__name__}: {exc}", error_report(FailureKind.INTERNAL))
             finally:
+                self._running = None
+                self._cancelling.discard(doc.deployment_id)
                 self._queue.task_done()
+
+    def _stopping(self) -> bool:
+        worker = asyncio.current_task()
+        return worker is not None and worker.cancelling() > 0
+
+    def _cancelled(self, deployment_id: str) -> None:
+        self._cancelling.discard(deployment_id)
+        self._finish(deployment_id, "CANCELED", "CANCELED", None, None)
 
     def _current_configurations(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
