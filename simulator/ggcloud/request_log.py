@@ -143,8 +143,12 @@ class RequestLog:
 
 
 def identify(environ: dict[str, Any]) -> Call | None:
-    """The call a WSGI request makes; None when it is not a signed request for a service served here."""
+    """The call a WSGI request makes; None when it is not one for a service served here. A request is a
+    service's by its SigV4 signature, or Greengrass v2's when unsigned under ``/greengrass/`` (a core's
+    data-plane call: on AWS the device's certificate authenticates it; ``access_key`` None)."""
     signing, access_key = _signature(environ)
+    if signing is None and environ.get("PATH_INFO", "").startswith("/greengrass/"):
+        signing = "greengrass"
     model = _models().get(signing or "")
     if model is None:
         return None

@@ -27,7 +27,8 @@ class GatedKernel:
         self.applying = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def apply(self, target: Mapping[str, Recipe], *, remove_others: bool = True) -> None:
+    async def apply(self, target: Mapping[str, Recipe], *, run_with: Mapping[str, Mapping[str, Any]] | None = None,
+                    remove_others: bool = True) -> None:
         self.applied.append(sorted(target))
         self.applying.set()
         await self.gate.wait()
