@@ -82,7 +82,8 @@ def test_cancel_deployment_stops_waiting_cores_lets_applying_ones_finish_and_rea
                                                       "timeoutInSeconds": int(2 * MINUTE)}},
         iotJobConfiguration={"jobExecutionsRolloutConfig": {"maximumPerMinute": 2}})
     wait_until(lambda: (markers / applying).exists(), MINUTE, f"{applying} installing {slow}")
-    assert execution_status(gg, waiting, dep["deploymentId"]) == "IN_PROGRESS"
+    wait_until(lambda: execution_status(gg, waiting, dep["deploymentId"]) == "IN_PROGRESS", MINUTE,
+               f"{waiting} taking the deployment")
     assert execution_status(gg, later, dep["deploymentId"]) is None
 
     answer = gg.cancel_deployment(deploymentId=dep["deploymentId"])
